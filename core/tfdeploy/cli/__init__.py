@@ -1,0 +1,74 @@
+"""The ``tfdeploy`` command line: a thin layer over the Python API.
+
+Each module here holds the commands of one area and adds them to :data:`cli`. None of them
+imports TensorFlow at import time, so ``tfdeploy --help`` and commands that load no model
+stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from tfdeploy._version import __version__
+from tfdeploy.errors import TfdeployError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="tfdeploy")
+def cli() -> None:
+    """Export, validate, package, serve, predict and deploy TensorFlow SavedModels.
+
+    Set TFDEPLOY_DEBUG=1 to see tracebacks.
+    """
+
+
+def _register() -> None:
+    from tfdeploy.cli import model
+
+    for command in model.COMMANDS:
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: user errors print one line and exit 1, usage errors exit 2."""
+    debug = bool(os.environ.get("TFDEPLOY_DEBUG"))
+    try:
+        cli.main(args=argv, prog_name="tfdeploy", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except TfdeployError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {exc.hint}", err=True)
+        sys.exit(exc_exit_code(exc))
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("  hint: run again with TFDEPLOY_DEBUG=1 for the traceback, and report it", err=True)
+        sys.exit(1)
+
+
+def exc_exit_code(exc: TfdeployError) -> int:
+    """The exit status for an error: 1 unless the error carries its own."""
+    return int(getattr(exc, "exit_code", 1))

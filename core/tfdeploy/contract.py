@@ -1,0 +1,533 @@
+"""The one prediction contract: TF Serving's JSON request and answer formats.
+
+Every way of predicting in tfdeploy (a loaded model, the local server, each deploy target)
+turns a request into arrays and arrays into an answer with the functions here, so the same
+model and instances give the same structure everywhere.
+
+Requests are ``{"signature_name"?, "instances": [...]}`` (row format, one entry per example;
+with several inputs each entry is an object keyed by input name) or
+``{"signature_name"?, "inputs": ...}`` (columnar: a value for one input, or an object keyed by
+input name). Binary values are ``{"b64": "..."}``. Answers are ``{"predictions": [...]}`` or
+``{"outputs": ...}``: bare values for one output, objects keyed by output name for several.
+Outputs whose name ends in ``_bytes`` come back as ``{"b64": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from tfdeploy.errors import InvalidInputError, InvalidModelError, SignatureNotFoundError
+from tfdeploy.signatures import DEFAULT_SIGNATURE, Signature, TensorSpec
+
+Format = Literal["row", "columnar"]
+
+#: Instances per model call when a request is split into batches.
+DEFAULT_BATCH_SIZE = 512
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request checked against its signature, its inputs as arrays of the signature's dtypes.
+
+    ``batch_size`` is the number of instances for row-format requests (whose inputs all share
+    dimension 0) and ``None`` for columnar ones.
+    """
+
+    signature: Signature
+    format: Format
+    inputs: dict[str, np.ndarray]
+    batch_size: int | None
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse a JSON body; ``NaN``, ``Infinity`` and ``-Infinity`` are accepted as TF Serving does."""
+    try:
+        return json.loads(raw)
+    except RecursionError as exc:
+        raise InvalidInputError("the JSON body is nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError("the body is not UTF-8 text") from exc
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"malformed JSON: {exc}", hint="send a JSON object such as {\"instances\": [...]}"
+        ) from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode an answer as compact JSON bytes, with non-finite floats as bare tokens."""
+    return json.dumps(obj, default=_json_default, separators=(",", ":")).encode()
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def select_signature(signatures: Mapping[str, Signature], name: str | None) -> Signature:
+    """Return the signature called ``name`` (``serving_default`` when ``None``)."""
+    name = name or DEFAULT_SIGNATURE
+    try:
+        return signatures[name]
+    except KeyError:
+        available = ", ".join(sorted(signatures)) or "none"
+        raise SignatureNotFoundError(
+            f"serving signature {name!r} not found (the model has: {available})",
+            hint="pass one of the model's signature names as signature_name",
+        ) from None
+
+
+def as_request(instances: Any, signature_name: str | None = None) -> dict[str, Any]:
+    """Turn what a Python caller passes into a request body.
+
+    A mapping with ``instances`` or ``inputs`` is a request already; a list, tuple or array is
+    a list of instances (for a numpy array, its first dimension).
+    """
+    if isinstance(instances, Mapping) and ("instances" in instances or "inputs" in instances):
+        body = dict(instances)
+    elif isinstance(instances, Mapping):
+        raise InvalidInputError(
+            "a request object needs an 'instances' or an 'inputs' key",
+            hint='wrap the data: {"instances": [...]}, or pass a list of instances',
+        )
+    elif isinstance(instances, (list, tuple, np.ndarray)):
+        body = {"instances": instances}
+    else:
+        raise InvalidInputError(
+            f"instances must be a list, a numpy array or a request object, not {type(instances).__name__}"
+        )
+    if signature_name and "signature_name" not in body:
+        body["signature_name"] = signature_name
+    return body
+
+
+def prepare(
+    body: Any, signatures: Mapping[str, Signature], *, signature_name: str | None = None
+) -> PreparedRequest:
+    """Check a request body against the model's signatures and convert its inputs.
+
+    A ``signature_name`` in the body wins over the ``signature_name`` argument (which a server
+    takes from the URL).
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidInputError(
+            f"the request must be a JSON object, not {_json_kind(body)}",
+            hint='send {"instances": [...]} or {"inputs": ...}',
+        )
+    has_rows, has_columns = "instances" in body, "inputs" in body
+    if has_rows == has_columns:
+        raise InvalidInputError(
+            "the request must have exactly one of 'instances' (row format) or 'inputs' (columnar)"
+            + (", not both" if has_rows else ""),
+            hint='send {"instances": [...]} with one entry per example',
+        )
+    requested = body.get("signature_name", signature_name)
+    if requested is not None and not isinstance(requested, str):
+        raise InvalidInputError("signature_name must be a string")
+    signature = select_signature(signatures, requested)
+    for spec in signature.inputs.values():
+        if not spec.json_representable:
+            raise InvalidModelError(
+                f"input {spec.key!r} of signature {signature.name!r} has dtype {spec.dtype}, "
+                "which cannot travel as JSON",
+                hint="export a signature whose inputs are numbers, booleans or strings",
+            )
+    if has_rows:
+        inputs, n = rows_to_arrays(body["instances"], signature), len(body["instances"])
+        return PreparedRequest(signature, "row", inputs, n)
+    return PreparedRequest(signature, "columnar", columns_to_arrays(body["inputs"], signature), None)
+
+
+def check_not_empty(instances: Any) -> None:
+    """Raise the contract's error for an empty list of instances."""
+    if isinstance(instances, np.ndarray):
+        empty = instances.ndim == 0 or instances.shape[0] == 0
+    else:
+        empty = len(instances) == 0
+    if empty:
+        raise InvalidInputError("'instances' is empty", hint="send at least one instance")
+
+
+def rows_to_arrays(instances: Any, signature: Signature) -> dict[str, np.ndarray]:
+    """Convert row-format ``instances`` into one batched array per input."""
+    if isinstance(instances, np.ndarray) and len(signature.inputs) == 1:
+        check_not_empty(instances)
+        (spec,) = signature.inputs.values()
+        return {spec.key: coerce(instances, spec, batched=True, where="instances")}
+    if not isinstance(instances, (list, tuple)):
+        raise InvalidInputError(
+            f"'instances' must be a list with one entry per example, not {_json_kind(instances)}"
+        )
+    check_not_empty(instances)
+    names = list(signature.inputs)
+    first = instances[0]
+    named = isinstance(first, Mapping) and not _is_b64(first)
+    if len(names) == 1 and not named:
+        spec = signature.inputs[names[0]]
+        return {spec.key: coerce(instances, spec, batched=True, where="instances")}
+    if not named:
+        raise InvalidInputError(
+            f"signature {signature.name!r} has {len(names)} inputs ({', '.join(names)}), so each "
+            "instance must be an object keyed by input name",
+            hint='send {"instances": [{' + ", ".join(f'"{n}": ...' for n in names) + "}]}",
+        )
+    columns: dict[str, list[Any]] = {n: [] for n in names}
+    expected = set(names)
+    for i, inst in enumerate(instances):
+        if not isinstance(inst, Mapping) or _is_b64(inst):
+            raise InvalidInputError(
+                f"instances[{i}] is {_json_kind(inst)}; every instance must be an object keyed "
+                f"by input name ({', '.join(names)})"
+            )
+        if inst.keys() != expected:
+            _check_names(inst.keys(), signature, where=f"instances[{i}]")
+        for n in names:
+            columns[n].append(inst[n])
+    return {
+        n: coerce(columns[n], signature.inputs[n], batched=True, where=f"instances[*].{n}")
+        for n in names
+    }
+
+
+def columns_to_arrays(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
+    """Convert columnar ``inputs`` into one array per input."""
+    names = list(signature.inputs)
+    if isinstance(inputs, Mapping) and not _is_b64(inputs):
+        if inputs.keys() != set(names):
+            _check_names(inputs.keys(), signature, where="inputs")
+        return {
+            n: coerce(inputs[n], signature.inputs[n], batched=False, where=f"inputs.{n}")
+            for n in names
+        }
+    if len(names) != 1:
+        raise InvalidInputError(
+            f"signature {signature.name!r} has {len(names)} inputs ({', '.join(names)}), so "
+            "'inputs' must be an object keyed by input name"
+        )
+    spec = signature.inputs[names[0]]
+    return {spec.key: coerce(inputs, spec, batched=False, where="inputs")}
+
+
+def _check_names(given: Any, signature: Signature, *, where: str) -> None:
+    expected = list(signature.inputs)
+    missing = [n for n in expected if n not in given]
+    unknown = sorted(str(n) for n in given if n not in signature.inputs)
+    parts = []
+    if unknown:
+        parts.append("unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(map(repr, unknown)))
+    if missing:
+        parts.append("missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(map(repr, missing)))
+    raise InvalidInputError(
+        f"{where}: " + "; ".join(parts),
+        hint=f"signature {signature.name!r} takes inputs: "
+        + ", ".join(f"{n} ({signature.inputs[n].dtype} {signature.inputs[n].shape_text()})" for n in expected),
+    )
+
+
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and "b64" in value
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return f"a {type(value).__name__}"
+
+
+# --- coercion -----------------------------------------------------------------------------
+
+
+def coerce(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.ndarray:
+    """Convert ``value`` into an array of ``spec``'s dtype and check it against its shape.
+
+    ``batched`` says that ``value`` is a list of instances, so dimension 0 is the batch.
+    Errors name the input, what it expects, and what was given.
+    """
+    if spec.dtype == "DT_STRING":
+        arr = _strings(value, spec, where)
+    else:
+        arr = _numbers(value, spec, batched=batched, where=where)
+    _check_shape(arr, value, spec, batched=batched, where=where)
+    return arr
+
+
+def _expects(spec: TensorSpec, batched: bool) -> str:
+    if batched:
+        shape = spec.instance_shape
+        return f"{spec.dtype} values of shape {spec.shape_text(shape)} per instance"
+    return f"{spec.dtype} values of shape {spec.shape_text()}"
+
+
+def _numbers(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.ndarray:
+    target = np.dtype(spec.numpy_dtype)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        # numpy refuses ragged nesting: find the instance whose shape differs.
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} expects {_expects(spec, batched)}; "
+            + _ragged_detail(value, batched),
+        ) from exc
+    except OverflowError as exc:
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} got a number too large for {spec.dtype}"
+        ) from exc
+    kind = arr.dtype.kind
+    if kind == "O":
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} expects {_expects(spec, batched)}; got "
+            + _odd_values(value),
+        )
+    if kind in "USV" or (kind == "b" and target.kind != "b"):
+        sample = arr.flat[0] if arr.size else arr
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} expects {spec.dtype} numbers; got "
+            f"{'a string' if kind in 'USV' else 'a boolean'} ({sample.item()!r})",
+        )
+    if target.kind == "b":
+        if kind != "b":
+            raise InvalidInputError(f"{where}: input {spec.key!r} expects true/false values (DT_BOOL)")
+        return arr
+    if target.kind in "iu":
+        if kind == "f":
+            if not np.isfinite(arr).all():
+                raise InvalidInputError(
+                    f"{where}: input {spec.key!r} is {spec.dtype}; NaN and Infinity are not integers"
+                )
+            if not (arr == np.floor(arr)).all():
+                raise InvalidInputError(
+                    f"{where}: input {spec.key!r} expects whole numbers ({spec.dtype}); "
+                    f"got a fraction ({arr[arr != np.floor(arr)].flat[0]!r})"
+                )
+        info = np.iinfo(target)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise InvalidInputError(
+                f"{where}: input {spec.key!r} has a value out of range for {spec.dtype} "
+                f"[{info.min}, {info.max}]"
+            )
+        return arr.astype(target, copy=False)
+    out = arr.astype(target, copy=False)
+    if out.dtype != arr.dtype and out.size and not np.isfinite(out).all():
+        overflow = np.isfinite(arr) & ~np.isfinite(out)
+        if overflow.any():
+            raise InvalidInputError(
+                f"{where}: input {spec.key!r} has a value out of range for {spec.dtype} "
+                f"({arr[overflow].flat[0]!r})"
+            )
+    return out
+
+
+def _strings(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
+    def convert(v: Any) -> Any:
+        if isinstance(v, str):
+            return v.encode()
+        if isinstance(v, bytes):
+            return v
+        if isinstance(v, Mapping):
+            if not _is_b64(v) or not isinstance(v["b64"], str):
+                raise InvalidInputError(
+                    f"{where}: input {spec.key!r} got an object; binary values are "
+                    '{"b64": "<base64 text>"}'
+                )
+            try:
+                return base64.b64decode(v["b64"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidInputError(f"{where}: input {spec.key!r} has invalid base64") from exc
+        if isinstance(v, (list, tuple)):
+            return [convert(x) for x in v]
+        if isinstance(v, np.ndarray):
+            return [convert(x) for x in v.tolist()]
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} expects strings (DT_STRING); got {_json_kind(v)}"
+        )
+
+    converted = convert(value)
+    try:
+        arr = np.array(converted, dtype=object)
+    except ValueError as exc:
+        raise InvalidInputError(f"{where}: input {spec.key!r} has ragged nesting") from exc
+    if arr.dtype == object and arr.size and any(isinstance(x, list) for x in arr.flat):
+        raise InvalidInputError(f"{where}: input {spec.key!r} has ragged nesting")
+    return arr
+
+
+def _check_shape(arr: np.ndarray, value: Any, spec: TensorSpec, *, batched: bool, where: str) -> None:
+    if spec.shape is None:
+        return
+    expected = spec.shape
+    if batched and len(expected) == 0:
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} is a scalar with no batch dimension, so it cannot "
+            "take a list of instances",
+            hint='send it in columnar format: {"inputs": ...}',
+        )
+    actual = arr.shape
+    if len(actual) == len(expected) and all(
+        e is None or e == a for e, a in zip(expected, actual, strict=True)
+    ):
+        return
+    if batched:
+        per = spec.instance_shape
+        assert per is not None
+        bad = next(
+            (i for i, inst in enumerate(arr) if not _fits(np.shape(inst), per)),
+            None,
+        )
+        got = f"instances[{bad}] has shape {list(np.shape(arr[bad]))}" if bad is not None else (
+            f"the instances have shape {list(actual[1:])}"
+        )
+        raise InvalidInputError(f"{where}: input {spec.key!r} expects {_expects(spec, True)}; {got}")
+    raise InvalidInputError(
+        f"{where}: input {spec.key!r} expects {_expects(spec, False)}; got shape {list(actual)}"
+    )
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        e is None or e == a for e, a in zip(expected, shape, strict=True)
+    )
+
+
+def _shape_of(value: Any) -> tuple[int, ...] | None:
+    """The shape of a nested list, or ``None`` when it is ragged."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return (0,)
+        inner = [_shape_of(v) for v in value]
+        if any(s is None for s in inner) or len(set(inner)) != 1:
+            return None
+        first = inner[0]
+        assert first is not None
+        return (len(value), *first)
+    return ()
+
+
+def _ragged_detail(value: Any, batched: bool) -> str:
+    if batched and isinstance(value, (list, tuple)):
+        shapes = [_shape_of(v) for v in value]
+        for i, s in enumerate(shapes):
+            if s is None:
+                return f"instances[{i}] is ragged (its rows differ in length)"
+        first = shapes[0]
+        for i, s in enumerate(shapes):
+            if s != first:
+                return f"instances[0] has shape {list(first or ())} but instances[{i}] has {list(s or ())}"
+    return "the values are ragged (nested lists of different lengths)"
+
+
+def _odd_values(value: Any) -> str:
+    def walk(v: Any) -> str | None:
+        if isinstance(v, (list, tuple)):
+            for x in v:
+                if (found := walk(x)) is not None:
+                    return found
+            return None
+        if isinstance(v, (bool, float)) or (isinstance(v, int) and abs(v) < 2**64):
+            return None
+        if isinstance(v, int):
+            return "a number too large to represent"
+        return _json_kind(v)
+
+    return walk(value) or "values of mixed types"
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def iter_batches(inputs: Mapping[str, np.ndarray], n: int, size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Split batched ``inputs`` (all of first dimension ``n``) into chunks of ``size``."""
+    if size <= 0:
+        raise ValueError("batch size must be positive")
+    for start in range(0, n, size):
+        yield {k: v[start : start + size] for k, v in inputs.items()}
+
+
+def concat_outputs(chunks: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join per-batch outputs back into one array per output."""
+    if len(chunks) == 1:
+        return dict(chunks[0])
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def to_json_values(name: str, arr: np.ndarray) -> Any:
+    """Convert one output array to JSON values; strings decode, ``*_bytes`` outputs become b64."""
+    if arr.dtype != object and arr.dtype.kind not in "SU":
+        return arr.tolist()
+    as_b64 = name.endswith("_bytes")
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        if isinstance(v, bytes):
+            if as_b64:
+                return {"b64": base64.b64encode(v).decode("ascii")}
+            return v.decode("utf-8", errors="replace")
+        return v
+
+    return convert(arr.tolist())
+
+
+def answer(outputs: Mapping[str, np.ndarray], fmt: Format, batch_size: int | None = None) -> dict[str, Any]:
+    """Build the answer body for ``outputs`` in the request's format."""
+    if fmt == "columnar":
+        values = {k: to_json_values(k, v) for k, v in outputs.items()}
+        if len(values) == 1:
+            return {"outputs": next(iter(values.values()))}
+        return {"outputs": values}
+    return {"predictions": rows(outputs, batch_size)}
+
+
+def rows(outputs: Mapping[str, np.ndarray], batch_size: int | None = None) -> list[Any]:
+    """The row-format predictions: one bare value per instance, or one object per instance."""
+    for name, arr in outputs.items():
+        if arr.ndim == 0 or (batch_size is not None and arr.shape[0] != batch_size):
+            raise InvalidModelError(
+                f"output {name!r} has shape {list(arr.shape)}, which does not have the batch "
+                f"of {batch_size} instances as its first dimension",
+                hint='ask in columnar format instead: {"inputs": ...}',
+            )
+    values = {k: to_json_values(k, v) for k, v in outputs.items()}
+    if len(values) == 1:
+        return list(next(iter(values.values())))
+    names = list(values)
+    columns = [values[k] for k in names]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def all_finite(value: Any) -> bool:
+    """Whether every number in a JSON value is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(all_finite(v) for v in value)
+    return True

@@ -1,0 +1,1 @@
+"""Example models that train in seconds on data shipped inside installed packages."""

@@ -1,0 +1,113 @@
+"""The :class:`Predictions` that ``predict_savedmodel`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from tfdeploy import contract
+
+
+class Predictions(Sequence[Any]):
+    """One prediction per instance, as the prediction contract shapes it.
+
+    Each entry is a bare value when the signature has one output and an object keyed by output
+    name otherwise. ``print()`` shows ``Prediction 1:`` blocks as the R package did;
+    :meth:`to_json` gives the contract's JSON answer and :meth:`to_numpy` the arrays.
+    """
+
+    def __init__(
+        self,
+        *,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        rows: Sequence[Any] | None = None,
+        output_names: Sequence[str] | None = None,
+    ) -> None:
+        if (arrays is None) == (rows is None):
+            raise ValueError("give exactly one of arrays= or rows=")
+        self._arrays = dict(arrays) if arrays is not None else None
+        self._rows = list(rows) if rows is not None else None
+        if output_names is None and self._arrays is not None:
+            output_names = list(self._arrays)
+        self.output_names: list[str] | None = list(output_names) if output_names else None
+
+    @classmethod
+    def from_answer(cls, body: Mapping[str, Any]) -> Predictions:
+        """Build from a contract answer ``{"predictions": [...]}``."""
+        rows = body["predictions"]
+        names = sorted(rows[0]) if rows and isinstance(rows[0], Mapping) else None
+        return cls(rows=rows, output_names=names)
+
+    @property
+    def rows(self) -> list[Any]:
+        """The predictions as JSON values, one per instance."""
+        if self._rows is None:
+            assert self._arrays is not None
+            self._rows = contract.rows(self._arrays)
+        return self._rows
+
+    def __len__(self) -> int:
+        if self._arrays is not None:
+            return len(next(iter(self._arrays.values())))
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self.rows[index]
+
+    def to_json(self) -> str:
+        """The contract's answer, ``{"predictions": [...]}``, as JSON text."""
+        return contract.dumps({"predictions": self.rows}).decode()
+
+    def to_numpy(self) -> np.ndarray | dict[str, np.ndarray]:
+        """The predictions as one array (one output) or a dict of arrays keyed by output name."""
+        if self._arrays is not None:
+            arrays = self._arrays
+        elif self.output_names:
+            arrays = {n: np.asarray([r[n] for r in self.rows]) for n in self.output_names}
+        else:
+            return np.asarray(self.rows)
+        return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+    def __repr__(self) -> str:
+        return self.format()
+
+    def format(self, limit: int | None = 10) -> str:
+        """Text with a ``Prediction N:`` block per instance, at most ``limit`` of them."""
+        lines: list[str] = []
+        shown = self.rows if limit is None else self.rows[:limit]
+        names = self.output_names
+        for i, row in enumerate(shown, start=1):
+            lines.append(f"Prediction {i}:")
+            if isinstance(row, Mapping):
+                for name, value in row.items():
+                    lines.append(f"  {name}: {_short(value)}")
+            elif names and len(names) == 1:
+                lines.append(f"  {names[0]}: {_short(row)}")
+            else:
+                lines.append(f"  {_short(row)}")
+            lines.append("")
+        if limit is not None and len(self) > limit:
+            lines.append(f"... and {len(self) - limit} more predictions")
+        return "\n".join(lines).rstrip("\n")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list):
+        flat = np.asarray(value, dtype=object).ravel().tolist() if value else []
+        if all(isinstance(v, float) for v in flat):
+            text = np.array2string(
+                np.asarray(value), precision=4, separator=", ", suppress_small=True, threshold=20
+            )
+            return " ".join(text.split())
+        return contract.dumps(value).decode()
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return contract.dumps(value).decode()

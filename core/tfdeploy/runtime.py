@@ -1,0 +1,139 @@
+"""A SavedModel loaded once for many predictions: :func:`load_savedmodel`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tfdeploy import _tf, contract
+from tfdeploy.errors import InvalidModelError, PredictionError
+from tfdeploy.predictions import Predictions
+from tfdeploy.savedmodel import read_model_info, resolve_model_dir
+from tfdeploy.signatures import DEFAULT_SIGNATURE, ModelInfo, Signature
+
+#: TensorFlow exception class names and the canonical codes they stand for.
+_TF_ERROR_CODES = {
+    "InvalidArgumentError": "INVALID_ARGUMENT",
+    "FailedPreconditionError": "FAILED_PRECONDITION",
+    "OutOfRangeError": "OUT_OF_RANGE",
+    "NotFoundError": "NOT_FOUND",
+    "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
+    "UnimplementedError": "UNIMPLEMENTED",
+    "UnavailableError": "UNAVAILABLE",
+    "DeadlineExceededError": "DEADLINE_EXCEEDED",
+}
+
+
+def load_savedmodel(path: str | os.PathLike[str]) -> LoadedModel:
+    """Load a SavedModel once for repeated predictions.
+
+    ``path`` is the SavedModel directory, its ``saved_model.pb``, a base path of integer
+    version folders (the highest wins), or a ``.tar``/``.tar.gz`` bundle.
+    """
+    return LoadedModel(path)
+
+
+class LoadedModel:
+    """A SavedModel loaded into TensorFlow, with its signatures' functions cached.
+
+    Safe to call from several threads at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, info: ModelInfo | None = None) -> None:
+        tf = _tf.tensorflow()
+        self.path: Path = resolve_model_dir(path)
+        self.info: ModelInfo = info or read_model_info(self.path)
+        serving = self.info.serving
+        if serving is None:
+            raise InvalidModelError(
+                f"{self.path} has no MetaGraph tagged 'serve' "
+                f"(tags: {[list(m.tags) for m in self.info.meta_graphs]})",
+                hint="export the model with tf.saved_model.save or export_savedmodel",
+            )
+        try:
+            self._loaded = tf.saved_model.load(str(self.path), tags=list(serving.tags))
+        except Exception as exc:  # TensorFlow raises many unrelated types here
+            raise InvalidModelError(
+                f"TensorFlow cannot load {self.path}: {_first_line(exc)}",
+                hint="check it with `tfdeploy validate`; re-export it if it is damaged",
+            ) from exc
+        self._functions: dict[str, Any] = dict(self._loaded.signatures)
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        """The model's serving signatures, by name."""
+        return self.info.signatures
+
+    def signature(self, name: str | None = None) -> Signature:
+        """The signature called ``name`` (``serving_default`` by default)."""
+        return contract.select_signature(self.signatures, name)
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call one signature once on arrays already converted by the contract."""
+        tf = _tf.tensorflow()
+        fn = self._functions.get(signature_name)
+        if fn is None:
+            self.signature(signature_name)  # raises SignatureNotFoundError with the choices
+            raise InvalidModelError(f"signature {signature_name!r} has no loadable function")
+        try:
+            result = fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        except tf.errors.OpError as exc:
+            err = PredictionError(f"the model failed on this input: {_first_line(exc)}")
+            err.code = _TF_ERROR_CODES.get(type(exc).__name__, "INTERNAL")
+            raise err from exc
+        except (TypeError, ValueError) as exc:
+            raise PredictionError(f"the model refused this input: {_first_line(exc)}") from exc
+        return {k: v.numpy() for k, v in result.items()}
+
+    def run_batched(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], n: int, batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """Call a signature on ``n`` instances, ``batch_size`` at a time, and join the outputs."""
+        chunks = [
+            self.run(signature_name, chunk) for chunk in contract.iter_batches(inputs, n, batch_size)
+        ]
+        return contract.concat_outputs(chunks)
+
+    def predict(
+        self,
+        body: Any,
+        *,
+        signature_name: str | None = None,
+        batch_size: int = contract.DEFAULT_BATCH_SIZE,
+    ) -> dict[str, Any]:
+        """Answer a contract request body (``instances`` or ``inputs``) with its answer body."""
+        request = contract.prepare(body, self.signatures, signature_name=signature_name)
+        outputs = self._outputs(request, batch_size)
+        return contract.answer(outputs, request.format, request.batch_size)
+
+    def predict_instances(
+        self,
+        instances: Any,
+        *,
+        signature_name: str = DEFAULT_SIGNATURE,
+        batch_size: int = contract.DEFAULT_BATCH_SIZE,
+    ) -> Predictions:
+        """Predict a list (or array) of instances and return :class:`Predictions`."""
+        body = contract.as_request(instances, signature_name)
+        request = contract.prepare(body, self.signatures)
+        outputs = self._outputs(request, batch_size)
+        return Predictions(arrays=outputs, output_names=list(request.signature.outputs))
+
+    def _outputs(self, request: contract.PreparedRequest, batch_size: int) -> dict[str, np.ndarray]:
+        name = request.signature.name
+        if request.batch_size is None:
+            return self.run(name, request.inputs)
+        return self.run_batched(name, request.inputs, request.batch_size, batch_size)
+
+    def __repr__(self) -> str:
+        sigs: Sequence[str] = list(self.signatures)
+        return f"<LoadedModel {str(self.path)!r} signatures={sigs}>"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(text).strip().splitlines()[0]

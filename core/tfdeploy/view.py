@@ -1,0 +1,46 @@
+"""``view``: write a SavedModel's graphs for TensorBoard and launch it."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tfdeploy import _tf
+from tfdeploy.errors import DependencyError, TfdeployError
+from tfdeploy.runtime import LoadedModel
+
+INSTALL_HINT = "pip install 'tfdeploy-kit[tensorboard]'"
+
+
+def tensorboard_installed() -> bool:
+    """Whether the ``tensorboard`` package can be imported."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def write_graphs(path: str | os.PathLike[str], logdir: str | os.PathLike[str] | None = None) -> Path:
+    """Write the graph of every serving signature as TensorBoard events; returns the log dir."""
+    tf = _tf.tensorflow()
+    model = LoadedModel(path)
+    out = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="tfdeploy-view-"))
+    for name, fn in model._functions.items():
+        writer = tf.summary.create_file_writer(str(out / name))
+        with writer.as_default():
+            tf.summary.graph(fn.graph)
+        writer.close()
+    return out
+
+
+def launch_tensorboard(logdir: str | os.PathLike[str], *, port: int = 6006, host: str = "127.0.0.1") -> int:
+    """Run TensorBoard on ``logdir`` until it exits or Ctrl-C; returns its exit status."""
+    if not tensorboard_installed():
+        raise DependencyError("TensorBoard is not installed", hint=INSTALL_HINT)
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+               "--port", str(port), "--host", host]
+    try:
+        return subprocess.call(command)
+    except OSError as exc:
+        raise TfdeployError(f"cannot start TensorBoard: {exc}") from exc
