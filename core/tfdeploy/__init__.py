@@ -44,7 +44,21 @@ _EXPORTS = {
     "validate": "tfdeploy.validate",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Bundle",
+    "LoadedModel",
+    "Manifest",
+    "Predictions",
+    "TfdeployError",
+    "__version__",
+    "export_savedmodel",
+    "load_savedmodel",
+    "package",
+    "predict_savedmodel",
+    "read_model_info",
+    "unpack_bundle",
+    "validate",
+]
 
 
 def __getattr__(name: str) -> Any:

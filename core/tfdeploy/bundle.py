@@ -87,7 +87,11 @@ class Bundle:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
-        return {"path": str(self.path), "bytes": self.path.stat().st_size, **self.manifest.to_dict()}
+        return {
+            "path": str(self.path),
+            "bytes": self.path.stat().st_size,
+            **self.manifest.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -146,9 +150,11 @@ def _write_archive(target: Path, entries: Iterable[tuple[str, Path | bytes | Non
     unique = dict(entries)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0
-        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             for arcname in sorted(unique):
                 content = unique[arcname]
                 info = tarfile.TarInfo(arcname)
@@ -211,7 +217,9 @@ def read_manifest(archive: str | os.PathLike[str]) -> Manifest:
                 fh = tar.extractfile(member)
                 assert fh is not None
                 return Manifest.from_dict(json.loads(fh.read()))
-    raise BundleError(f"{archive} has no {MANIFEST_NAME}", hint="build bundles with tfdeploy package")
+    raise BundleError(
+        f"{archive} has no {MANIFEST_NAME}", hint="build bundles with tfdeploy package"
+    )
 
 
 def unpack_bundle(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> UnpackedBundle:
@@ -239,11 +247,15 @@ def unpack_bundle(archive: str | os.PathLike[str], dest: str | os.PathLike[str])
     if manifests:
         manifest = Manifest.from_dict(json.loads(manifests[0].read_text()))
         model_dir = manifests[0].parent / str(manifest.version)
-        return UnpackedBundle(root=manifests[0].parent, model_dir=resolve_model_dir(model_dir), manifest=manifest)
+        return UnpackedBundle(
+            root=manifests[0].parent, model_dir=resolve_model_dir(model_dir), manifest=manifest
+        )
     try:
         return UnpackedBundle(root=dest, model_dir=resolve_model_dir(dest), manifest=None)
     except ModelNotFoundError:
         children = [c for c in dest.iterdir() if c.is_dir()]
         if len(children) == 1:
-            return UnpackedBundle(root=children[0], model_dir=resolve_model_dir(children[0]), manifest=None)
+            return UnpackedBundle(
+                root=children[0], model_dir=resolve_model_dir(children[0]), manifest=None
+            )
         raise ModelNotFoundError(f"{archive} holds no SavedModel") from None

@@ -46,6 +46,13 @@ class PreparedRequest:
     inputs: dict[str, np.ndarray]
     batch_size: int | None
 
+    def batches(self, size: int) -> Iterator[dict[str, np.ndarray]]:
+        """The inputs in batches of at most ``size`` instances (columnar requests: one batch)."""
+        if self.batch_size is None:
+            yield self.inputs
+        else:
+            yield from iter_batches(self.inputs, self.batch_size, size)
+
 
 # --- JSON ---------------------------------------------------------------------------------
 
@@ -60,7 +67,7 @@ def loads(raw: bytes | str) -> Any:
         raise InvalidInputError("the body is not UTF-8 text") from exc
     except ValueError as exc:
         raise InvalidInputError(
-            f"malformed JSON: {exc}", hint="send a JSON object such as {\"instances\": [...]}"
+            f"malformed JSON: {exc}", hint='send a JSON object such as {"instances": [...]}'
         ) from exc
 
 
@@ -153,7 +160,9 @@ def prepare(
     if has_rows:
         inputs, n = rows_to_arrays(body["instances"], signature), len(body["instances"])
         return PreparedRequest(signature, "row", inputs, n)
-    return PreparedRequest(signature, "columnar", columns_to_arrays(body["inputs"], signature), None)
+    return PreparedRequest(
+        signature, "columnar", columns_to_arrays(body["inputs"], signature), None
+    )
 
 
 def check_not_empty(instances: Any) -> None:
@@ -232,13 +241,20 @@ def _check_names(given: Any, signature: Signature, *, where: str) -> None:
     unknown = sorted(str(n) for n in given if n not in signature.inputs)
     parts = []
     if unknown:
-        parts.append("unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(map(repr, unknown)))
+        parts.append(
+            "unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(map(repr, unknown))
+        )
     if missing:
-        parts.append("missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(map(repr, missing)))
+        parts.append(
+            "missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(map(repr, missing))
+        )
     raise InvalidInputError(
         f"{where}: " + "; ".join(parts),
         hint=f"signature {signature.name!r} takes inputs: "
-        + ", ".join(f"{n} ({signature.inputs[n].dtype} {signature.inputs[n].shape_text()})" for n in expected),
+        + ", ".join(
+            f"{n} ({signature.inputs[n].dtype} {signature.inputs[n].shape_text()})"
+            for n in expected
+        ),
     )
 
 
@@ -314,7 +330,9 @@ def _numbers(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.n
         )
     if target.kind == "b":
         if kind != "b":
-            raise InvalidInputError(f"{where}: input {spec.key!r} expects true/false values (DT_BOOL)")
+            raise InvalidInputError(
+                f"{where}: input {spec.key!r} expects true/false values (DT_BOOL)"
+            )
         return arr
     if target.kind in "iu":
         if kind == "f":
@@ -334,7 +352,8 @@ def _numbers(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.n
                 f"[{info.min}, {info.max}]"
             )
         return arr.astype(target, copy=False)
-    out = arr.astype(target, copy=False)
+    with np.errstate(over="ignore"):
+        out = arr.astype(target, copy=False)
     if out.dtype != arr.dtype and out.size and not np.isfinite(out).all():
         overflow = np.isfinite(arr) & ~np.isfinite(out)
         if overflow.any():
@@ -379,7 +398,9 @@ def _strings(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
     return arr
 
 
-def _check_shape(arr: np.ndarray, value: Any, spec: TensorSpec, *, batched: bool, where: str) -> None:
+def _check_shape(
+    arr: np.ndarray, value: Any, spec: TensorSpec, *, batched: bool, where: str
+) -> None:
     if spec.shape is None:
         return
     expected = spec.shape
@@ -401,10 +422,14 @@ def _check_shape(arr: np.ndarray, value: Any, spec: TensorSpec, *, batched: bool
             (i for i, inst in enumerate(arr) if not _fits(np.shape(inst), per)),
             None,
         )
-        got = f"instances[{bad}] has shape {list(np.shape(arr[bad]))}" if bad is not None else (
-            f"the instances have shape {list(actual[1:])}"
+        got = (
+            f"instances[{bad}] has shape {list(np.shape(arr[bad]))}"
+            if bad is not None
+            else (f"the instances have shape {list(actual[1:])}")
         )
-        raise InvalidInputError(f"{where}: input {spec.key!r} expects {_expects(spec, True)}; {got}")
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} expects {_expects(spec, True)}; {got}"
+        )
     raise InvalidInputError(
         f"{where}: input {spec.key!r} expects {_expects(spec, False)}; got shape {list(actual)}"
     )
@@ -462,7 +487,9 @@ def _odd_values(value: Any) -> str:
 # --- answers ------------------------------------------------------------------------------
 
 
-def iter_batches(inputs: Mapping[str, np.ndarray], n: int, size: int) -> Iterator[dict[str, np.ndarray]]:
+def iter_batches(
+    inputs: Mapping[str, np.ndarray], n: int, size: int
+) -> Iterator[dict[str, np.ndarray]]:
     """Split batched ``inputs`` (all of first dimension ``n``) into chunks of ``size``."""
     if size <= 0:
         raise ValueError("batch size must be positive")
@@ -495,7 +522,9 @@ def to_json_values(name: str, arr: np.ndarray) -> Any:
     return convert(arr.tolist())
 
 
-def answer(outputs: Mapping[str, np.ndarray], fmt: Format, batch_size: int | None = None) -> dict[str, Any]:
+def answer(
+    outputs: Mapping[str, np.ndarray], fmt: Format, batch_size: int | None = None
+) -> dict[str, Any]:
     """Build the answer body for ``outputs`` in the request's format."""
     if fmt == "columnar":
         values = {k: to_json_values(k, v) for k, v in outputs.items()}

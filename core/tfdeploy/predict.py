@@ -36,12 +36,18 @@ def predict_savedmodel(
     from tfdeploy.runtime import LoadedModel
 
     if isinstance(model, LoadedModel):
-        return model.predict_instances(instances, signature_name=signature_name, batch_size=batch_size)
+        return model.predict_instances(
+            instances, signature_name=signature_name, batch_size=batch_size
+        )
     if isinstance(model, str) and model.startswith(("http://", "https://")):
-        return predict_url(instances, model, signature_name=signature_name, batch_size=batch_size, timeout=timeout)
+        return predict_url(
+            instances, model, signature_name=signature_name, batch_size=batch_size, timeout=timeout
+        )
     if isinstance(model, (str, os.PathLike)):
         loaded = LoadedModel(model)
-        return loaded.predict_instances(instances, signature_name=signature_name, batch_size=batch_size)
+        return loaded.predict_instances(
+            instances, signature_name=signature_name, batch_size=batch_size
+        )
     raise TfdeployError(
         f"cannot predict with a {type(model).__name__}",
         hint="pass a model from load_savedmodel(), a SavedModel path, or an http(s):// URL",
@@ -89,7 +95,9 @@ def predict_url(
     return Predictions.from_answer({"predictions": rows})
 
 
-def post_json(url: str, body: Any, *, timeout: float = 60.0, headers: dict[str, str] | None = None) -> Any:
+def post_json(
+    url: str, body: Any, *, timeout: float = 60.0, headers: dict[str, str] | None = None
+) -> Any:
     """POST ``body`` as JSON and return the decoded answer; errors become :class:`RemoteError`."""
     request = urllib.request.Request(
         url,
@@ -120,4 +128,3 @@ def _error_detail(raw: bytes) -> str:
     if isinstance(body, dict) and "error" in body:
         return str(body["error"])
     return str(body)[:500]
-

@@ -99,15 +99,14 @@ class Predictions(Sequence[Any]):
         return "\n".join(lines).rstrip("\n")
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, list):
-        flat = np.asarray(value, dtype=object).ravel().tolist() if value else []
-        if all(isinstance(v, float) for v in flat):
-            text = np.array2string(
-                np.asarray(value), precision=4, separator=", ", suppress_small=True, threshold=20
-            )
-            return " ".join(text.split())
-        return contract.dumps(value).decode()
+def _short(value: Any, limit: int = 12) -> str:
+    """A compact rendering: floats to 4 significant digits, long lists cut with their length."""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        items = [_short(v, limit) for v in value[:limit]]
+        more = f", … ({len(value)} values)" if len(value) > limit else ""
+        return "[" + ", ".join(items) + more + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_short(v, limit)}" for k, v in value.items()) + "}"
     return contract.dumps(value).decode()

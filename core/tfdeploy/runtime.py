@@ -89,15 +89,6 @@ class LoadedModel:
             raise PredictionError(f"the model refused this input: {_first_line(exc)}") from exc
         return {k: v.numpy() for k, v in result.items()}
 
-    def run_batched(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], n: int, batch_size: int
-    ) -> dict[str, np.ndarray]:
-        """Call a signature on ``n`` instances, ``batch_size`` at a time, and join the outputs."""
-        chunks = [
-            self.run(signature_name, chunk) for chunk in contract.iter_batches(inputs, n, batch_size)
-        ]
-        return contract.concat_outputs(chunks)
-
     def predict(
         self,
         body: Any,
@@ -125,9 +116,7 @@ class LoadedModel:
 
     def _outputs(self, request: contract.PreparedRequest, batch_size: int) -> dict[str, np.ndarray]:
         name = request.signature.name
-        if request.batch_size is None:
-            return self.run(name, request.inputs)
-        return self.run_batched(name, request.inputs, request.batch_size, batch_size)
+        return contract.concat_outputs([self.run(name, b) for b in request.batches(batch_size)])
 
     def __repr__(self) -> str:
         sigs: Sequence[str] = list(self.signatures)

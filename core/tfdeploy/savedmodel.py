@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -49,7 +50,7 @@ def is_archive(path: Path) -> bool:
     return path.name.endswith(ARCHIVE_SUFFIXES)
 
 
-def resolve_model_dir(path: str | Path) -> Path:
+def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     """Return the SavedModel directory that ``path`` designates.
 
     Accepts the directory itself, its ``saved_model.pb``, a base path of integer version
@@ -114,7 +115,7 @@ def content_digest(model_dir: Path, files: Iterable[Path] | None = None) -> str:
     return "sha256:" + outer.hexdigest()
 
 
-def read_model_info(path: str | Path) -> ModelInfo:
+def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
     """Read tags, signatures and TensorFlow version from a SavedModel, with size and digest."""
     model_dir = resolve_model_dir(path)
     pb = model_dir / SAVED_MODEL_PB
@@ -136,9 +137,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
 def parse_saved_model(data: bytes, *, source: Path | str = SAVED_MODEL_PB) -> tuple[MetaGraph, ...]:
     """Parse the bytes of ``saved_model.pb`` into its MetaGraphs."""
     try:
-        metas = tuple(
-            _meta_graph(as_message(v)) for n, _, v in fields(data) if n == 2
-        )
+        metas = tuple(_meta_graph(as_message(v)) for n, _, v in fields(data) if n == 2)
     except (InvalidModelError, IndexError, ValueError) as exc:
         raise InvalidModelError(
             f"{source} is not a valid SavedModel ({exc})",

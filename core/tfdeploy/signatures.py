@@ -189,7 +189,8 @@ class ModelInfo:
         """The MetaGraph tagged exactly ``serve`` (or the first that has ``serve``)."""
         tagged = [m for m in self.meta_graphs if SERVE_TAG in m.tags]
         exact = [m for m in tagged if m.tags == (SERVE_TAG,)]
-        return (exact or tagged or [None])[0]
+        found = exact or tagged
+        return found[0] if found else None
 
     @property
     def signatures(self) -> Mapping[str, Signature]:

@@ -151,7 +151,9 @@ def _signature_checks(info: ModelInfo) -> list[Check]:
             )
         )
     else:
-        checks.append(Check("inputs and outputs named", "PASS", "every input and output has a name"))
+        checks.append(
+            Check("inputs and outputs named", "PASS", "every input and output has a name")
+        )
     bad = [
         f"{sig.name}.{kind}.{spec.key} ({spec.dtype})"
         for sig in sigs.values()
@@ -194,7 +196,7 @@ def _runtime_checks(info: ModelInfo, instances: Any, signature_name: str) -> lis
     except TfdeployError as exc:
         checks.append(Check("smoke prediction", "FAIL", exc.message, exc.hint))
         return checks
-    values = answer.get("predictions", answer.get("outputs"))
+    values: Any = answer.get("predictions", answer.get("outputs"))
     if not contract.all_finite(values):
         checks.append(
             Check(

@@ -21,7 +21,9 @@ def tensorboard_installed() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def write_graphs(path: str | os.PathLike[str], logdir: str | os.PathLike[str] | None = None) -> Path:
+def write_graphs(
+    path: str | os.PathLike[str], logdir: str | os.PathLike[str] | None = None
+) -> Path:
     """Write the graph of every serving signature as TensorBoard events; returns the log dir."""
     tf = _tf.tensorflow()
     model = LoadedModel(path)
@@ -34,12 +36,23 @@ def write_graphs(path: str | os.PathLike[str], logdir: str | os.PathLike[str] | 
     return out
 
 
-def launch_tensorboard(logdir: str | os.PathLike[str], *, port: int = 6006, host: str = "127.0.0.1") -> int:
+def launch_tensorboard(
+    logdir: str | os.PathLike[str], *, port: int = 6006, host: str = "127.0.0.1"
+) -> int:
     """Run TensorBoard on ``logdir`` until it exits or Ctrl-C; returns its exit status."""
     if not tensorboard_installed():
         raise DependencyError("TensorBoard is not installed", hint=INSTALL_HINT)
-    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-               "--port", str(port), "--host", host]
+    command = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--port",
+        str(port),
+        "--host",
+        host,
+    ]
     try:
         return subprocess.call(command)
     except OSError as exc:

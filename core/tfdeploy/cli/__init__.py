@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI: user errors print one line and exit 1, usage errors exit 2."""
     debug = bool(os.environ.get("TFDEPLOY_DEBUG"))
     try:
-        cli.main(args=argv, prog_name="tfdeploy", standalone_mode=False)
+        # Without standalone mode click returns the code of a raised click.exceptions.Exit.
+        code = cli.main(args=argv, prog_name="tfdeploy", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
         click.echo("  hint: run again with TFDEPLOY_DEBUG=1 for the traceback, and report it", err=True)
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def exc_exit_code(exc: TfdeployError) -> int:

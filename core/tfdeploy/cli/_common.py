@@ -15,7 +15,10 @@ from tfdeploy.errors import InvalidInputError
 F = TypeVar("F", bound=Callable[..., Any])
 
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print one JSON document for machines, and nothing else."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document for machines, and nothing else.",
 )
 
 

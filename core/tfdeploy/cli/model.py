@@ -11,6 +11,11 @@ import click
 from tfdeploy.cli._common import json_option, print_json, read_input, status_line
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _size(n: int) -> str:
     if n < 1000:
         return f"{n} B"
@@ -45,7 +50,9 @@ def inspect(path: Path, as_json: bool) -> None:
     if not info.signatures:
         click.echo("\nNo serving signatures.")
     for sig in info.signatures.values():
-        click.echo(f"\nSignature {click.style(sig.name, bold=True)} ({sig.method_name or 'no method'})")
+        click.echo(
+            f"\nSignature {click.style(sig.name, bold=True)} ({sig.method_name or 'no method'})"
+        )
         width = max((len(k) for k in [*sig.inputs, *sig.outputs]), default=0)
         for kind, specs in (("inputs", sig.inputs), ("outputs", sig.outputs)):
             click.echo(f"  {kind}:")
@@ -55,10 +62,18 @@ def inspect(path: Path, as_json: bool) -> None:
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--instances", "instances_file", type=click.Path(dir_okay=False),
-              help="JSON or JSON-lines instances for a smoke prediction.")
-@click.option("--signature", default="serving_default", show_default=True,
-              help="Signature for the smoke prediction.")
+@click.option(
+    "--instances",
+    "instances_file",
+    type=click.Path(dir_okay=False),
+    help="JSON or JSON-lines instances for a smoke prediction.",
+)
+@click.option(
+    "--signature",
+    default="serving_default",
+    show_default=True,
+    help="Signature for the smoke prediction.",
+)
 @json_option
 def validate(path: Path, instances_file: str | None, signature: str, as_json: bool) -> None:
     """Check that a SavedModel can be served: PASS, WARN or FAIL with a reason and a fix.
@@ -91,10 +106,23 @@ def validate(path: Path, instances_file: str | None, signature: str, as_json: bo
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Model name (letters, digits, '.', '_', '-').")
-@click.option("--version", "version", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Version folder inside the bundle.")
-@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("."), show_default=True, help="Directory to write the bundle into.")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Version folder inside the bundle.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "output_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Directory to write the bundle into.",
+)
 @json_option
 def package(path: Path, name: str, version: int, output_dir: Path, as_json: bool) -> None:
     """Package a SavedModel as NAME-VERSION.tar.gz in TF Serving's layout, with a manifest.
@@ -113,21 +141,34 @@ def package(path: Path, name: str, version: int, output_dir: Path, as_json: bool
 
 
 @click.command()
-@click.option("--model", "model", required=True,
-              help="SavedModel path (dir, saved_model.pb, base path or .tar.gz) or http(s):// URL.")
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    help="SavedModel path (dir, saved_model.pb, base path or .tar.gz) or http(s):// URL.",
+)
 @click.option("--input", "input_file", help="Instances: a JSON file, JSON lines, or - for stdin.")
 @click.option("--signature", default="serving_default", show_default=True, help="Signature name.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True,
-              help="Instances per model call (or per HTTP request).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Instances per model call (or per HTTP request).",
+)
 @json_option
-def predict(model: str, input_file: str | None, signature: str, batch_size: int, as_json: bool) -> None:
+def predict(
+    model: str, input_file: str | None, signature: str, batch_size: int, as_json: bool
+) -> None:
     """Predict instances with a local SavedModel or a running server."""
     from tfdeploy.predict import predict_savedmodel
 
     instances = read_input(input_file)
     if not model.startswith(("http://", "https://")):
         status_line(f"loading {model} ...", quiet=as_json)
-    predictions = predict_savedmodel(instances, model, signature_name=signature, batch_size=batch_size)
+    predictions = predict_savedmodel(
+        instances, model, signature_name=signature, batch_size=batch_size
+    )
     if as_json:
         click.echo(predictions.to_json())
     else:
@@ -136,27 +177,41 @@ def predict(model: str, input_file: str | None, signature: str, batch_size: int,
 
 @click.command()
 @click.argument("model_file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "export_dir", type=click.Path(path_type=Path), required=True,
-              help="Directory to write the SavedModel to.")
+@click.option(
+    "-o",
+    "--output",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Directory to write the SavedModel to.",
+)
 @click.option("--versioned", is_flag=True, help="Write into the next integer version folder.")
-@click.option("--overwrite/--no-overwrite", default=True, show_default=True,
-              help="Replace an existing SavedModel at the destination.")
+@click.option(
+    "--overwrite/--no-overwrite",
+    default=True,
+    show_default=True,
+    help="Replace an existing SavedModel at the destination.",
+)
 @json_option
-def export(model_file: Path, export_dir: Path, versioned: bool, overwrite: bool, as_json: bool) -> None:
+def export(
+    model_file: Path, export_dir: Path, versioned: bool, overwrite: bool, as_json: bool
+) -> None:
     """Export a Keras model file (.keras or .h5) as a SavedModel."""
     from tfdeploy import _tf
     from tfdeploy.errors import ModelNotFoundError, TfdeployError
     from tfdeploy.export import export_savedmodel
 
     if not model_file.is_file():
-        raise ModelNotFoundError(f"no such file: {model_file}", hint="give the path of a .keras file")
+        raise ModelNotFoundError(
+            f"no such file: {model_file}", hint="give the path of a .keras file"
+        )
     status_line(f"loading {model_file} ...", quiet=as_json)
     keras = _tf.keras()
     try:
         model = keras.models.load_model(model_file, compile=False)
     except Exception as exc:  # Keras raises many unrelated types for a bad file
         raise TfdeployError(
-            f"Keras cannot load {model_file}: {str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"Keras cannot load {model_file}: {_first_line(exc)}",
             hint="give a model saved with model.save('model.keras')",
         ) from exc
     path = export_savedmodel(model, export_dir, versioned=versioned, overwrite=overwrite)
@@ -168,11 +223,18 @@ def export(model_file: Path, export_dir: Path, versioned: bool, overwrite: bool,
 
 @click.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--logdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to write the TensorBoard events (a temporary directory by default).")
+@click.option(
+    "--logdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the TensorBoard events (a temporary directory by default).",
+)
 @click.option("--port", type=int, default=6006, show_default=True, help="TensorBoard's port.")
-@click.option("--launch/--no-launch", default=True, show_default=True,
-              help="Start TensorBoard after writing the graph.")
+@click.option(
+    "--launch/--no-launch",
+    default=True,
+    show_default=True,
+    help="Start TensorBoard after writing the graph.",
+)
 def view(path: Path, logdir: Path | None, port: int, launch: bool) -> None:
     """Write a SavedModel's graphs for TensorBoard and open them in it."""
     from tfdeploy.view import INSTALL_HINT, launch_tensorboard, tensorboard_installed, write_graphs
@@ -180,7 +242,9 @@ def view(path: Path, logdir: Path | None, port: int, launch: bool) -> None:
     if launch and not tensorboard_installed():
         from tfdeploy.errors import DependencyError
 
-        raise DependencyError("TensorBoard is not installed, so the graph cannot be shown", hint=INSTALL_HINT)
+        raise DependencyError(
+            "TensorBoard is not installed, so the graph cannot be shown", hint=INSTALL_HINT
+        )
     out = write_graphs(path, logdir)
     click.echo(f"wrote the graphs to {out}")
     if not launch:

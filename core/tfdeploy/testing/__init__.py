@@ -44,4 +44,5 @@ def digits_instances() -> list[Any]:
     from tfdeploy.examples.digits import load_digits
 
     images, _ = load_digits()
-    return images[:5].tolist()
+    instances: list[Any] = images[:5].tolist()
+    return instances

@@ -1,0 +1,40 @@
+"""Small extra models for the core tests, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def multi_io_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Keras model with inputs ``a`` (3 floats) and ``b`` (2 floats), outputs ``score`` and ``logits``."""
+    from tfdeploy import _tf
+    from tfdeploy.export import export_savedmodel
+
+    keras = _tf.keras()
+    a = keras.Input(shape=(3,), name="a")
+    b = keras.Input(shape=(2,), name="b")
+    joined = keras.layers.Concatenate()([a, b])
+    score = keras.layers.Dense(1, name="score")(joined)
+    logits = keras.layers.Dense(2, name="logits")(joined)
+    model = keras.Model([a, b], [score, logits])
+    return export_savedmodel(model, tmp_path_factory.mktemp("multi") / "savedmodel")
+
+
+@pytest.fixture(scope="session")
+def string_module_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tf.Module whose signature takes strings and returns their lengths and the raw bytes."""
+    from tfdeploy import _tf
+    from tfdeploy.export import export_savedmodel
+
+    tf = _tf.tensorflow()
+
+    class Echo(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text: Any) -> dict[str, Any]:
+            return {"length": tf.strings.length(text), "echo_bytes": text}
+
+    return export_savedmodel(Echo(), tmp_path_factory.mktemp("echo") / "savedmodel")
