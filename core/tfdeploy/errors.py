@@ -80,7 +80,7 @@ class TfdeployError(Exception):
 
     def describe(self) -> str:
         """The message followed by the hint, as one line for a terminal."""
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return f"{self.message} — {self.hint}" if self.hint else self.message
 
 
 class ModelError(TfdeployError):

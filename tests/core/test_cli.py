@@ -86,8 +86,9 @@ def test_user_errors_are_one_line_without_traceback_unless_debugging(tmp_path: P
     assert result.returncode == 1
     assert result.stderr.startswith("Error: no such file or directory")
     assert (
-        "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 2
-    )  # message + hint
+        "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    )
+    assert "— give the path of a SavedModel directory" in result.stderr  # the fix, same line
     debug = run_process(["inspect", str(tmp_path / "missing")], env={"TFDEPLOY_DEBUG": "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr
 
@@ -282,3 +283,34 @@ def test_view_without_tensorboard_says_how_to_install_it(
         "TensorBoard is not installed" in result.stderr
         and "tfdeploy-kit[tensorboard]" in result.stderr
     )
+
+
+def test_view_launches_tensorboard_on_the_graph(digits_savedmodel: Path, tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logdir = tmp_path / "logs"
+    args = ["view", str(digits_savedmodel), "--logdir", str(logdir), "--port", str(port)]
+    process = subprocess.Popen([*TFDEPLOY, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        page = b""
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=2) as r:
+                    page = r.read()
+                if b"serving_default" in page:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert b"serving_default" in page, (
+            process.stdout.read() if process.poll() is not None else page
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

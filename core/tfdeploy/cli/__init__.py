@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except TfdeployError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"  hint: {exc.hint}", err=True)
+        click.echo(f"Error: {exc.describe()}", err=True)
         sys.exit(exc_exit_code(exc))
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -65,8 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
-        click.echo("  hint: run again with TFDEPLOY_DEBUG=1 for the traceback, and report it", err=True)
+        click.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc} — run again with "
+            "TFDEPLOY_DEBUG=1 for the traceback, and report it",
+            err=True,
+        )
         sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)
