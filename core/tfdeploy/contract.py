@@ -71,7 +71,8 @@ def loads(raw: bytes | str) -> Any:
         ) from exc
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback for numpy arrays and scalars, and bytes (as ``{"b64": ...}``)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -83,7 +84,7 @@ def _json_default(value: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Encode an answer as compact JSON bytes, with non-finite floats as bare tokens."""
-    return json.dumps(obj, default=_json_default, separators=(",", ":")).encode()
+    return json.dumps(obj, default=json_default, separators=(",", ":")).encode()
 
 
 # --- requests -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 import click
 
-from tfdeploy import contract
 from tfdeploy.errors import InvalidInputError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,7 +23,13 @@ json_option = click.option(
 
 def print_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout (non-finite floats as bare tokens)."""
-    click.echo(json.dumps(data, indent=2, default=contract._json_default))
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    from tfdeploy import contract  # numpy costs start-up time; only needed for arrays
+
+    return contract.json_default(value)
 
 
 def status_line(text: str, *, quiet: bool = False) -> None:
@@ -61,6 +66,8 @@ def parse_request_text(text: str, *, where: str = "input") -> Any:
     JSON lines hold one instance per line, as ``gcloud ai-platform predict --json-instances``
     reads them.
     """
+    from tfdeploy import contract
+
     stripped = text.strip()
     if not stripped:
         raise InvalidInputError(f"{where} is empty", hint="give a JSON list of instances")
