@@ -22,10 +22,13 @@ if TYPE_CHECKING:
     from tfdeploy.bundle import Bundle, Manifest, package, unpack_bundle
     from tfdeploy.errors import TfdeployError
     from tfdeploy.export import export_savedmodel
+    from tfdeploy.hookspecs import hookimpl
+    from tfdeploy.orchestrate import deploy, status
     from tfdeploy.predict import predict_savedmodel
     from tfdeploy.predictions import Predictions
     from tfdeploy.runtime import LoadedModel, load_savedmodel
     from tfdeploy.savedmodel import read_model_info
+    from tfdeploy.server import serve_savedmodel
     from tfdeploy.validate import validate
 
 #: Public name -> module that defines it; imported on first use (PEP 562).
@@ -36,11 +39,15 @@ _EXPORTS = {
     "unpack_bundle": "tfdeploy.bundle",
     "TfdeployError": "tfdeploy.errors",
     "export_savedmodel": "tfdeploy.export",
+    "hookimpl": "tfdeploy.hookspecs",
+    "deploy": "tfdeploy.orchestrate",
+    "status": "tfdeploy.orchestrate",
     "predict_savedmodel": "tfdeploy.predict",
     "Predictions": "tfdeploy.predictions",
     "LoadedModel": "tfdeploy.runtime",
     "load_savedmodel": "tfdeploy.runtime",
     "read_model_info": "tfdeploy.savedmodel",
+    "serve_savedmodel": "tfdeploy.server",
     "validate": "tfdeploy.validate",
 }
 
@@ -51,11 +58,15 @@ __all__ = [
     "Predictions",
     "TfdeployError",
     "__version__",
+    "deploy",
     "export_savedmodel",
+    "hookimpl",
     "load_savedmodel",
     "package",
     "predict_savedmodel",
     "read_model_info",
+    "serve_savedmodel",
+    "status",
     "unpack_bundle",
     "validate",
 ]

@@ -18,11 +18,17 @@ import base64
 import binascii
 import json
 import math
+import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+try:  # a faster JSON codec, installed with the serve extra; the standard library otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None  # type: ignore[assignment]
 
 from tfdeploy.errors import InvalidInputError, InvalidModelError, SignatureNotFoundError
 from tfdeploy.signatures import DEFAULT_SIGNATURE, Signature, TensorSpec
@@ -58,7 +64,17 @@ class PreparedRequest:
 
 
 def loads(raw: bytes | str) -> Any:
-    """Parse a JSON body; ``NaN``, ``Infinity`` and ``-Infinity`` are accepted as TF Serving does."""
+    """Parse a JSON body; ``NaN``, ``Infinity`` and ``-Infinity`` are accepted as TF Serving does.
+
+    With orjson installed (the ``serve`` extra) it parses first; what it refuses (non-finite
+    tokens, lone surrogates, deep nesting, other encodings) goes to the standard parser, which
+    accepts or explains. The one difference: integers beyond 64 bits arrive as floats.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(raw)
     except RecursionError as exc:
@@ -80,6 +96,46 @@ def json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"b64": base64.b64encode(value).decode("ascii")}
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_answer(
+    outputs: Mapping[str, np.ndarray], fmt: Format, batch_size: int | None = None
+) -> bytes:
+    """``dumps(answer(outputs, fmt, batch_size))``, faster for numeric outputs.
+
+    When orjson is installed and every output is a finite numeric array, orjson writes the
+    arrays directly (as float64, so the digits are Python's ``repr`` of the same values);
+    anything else (strings, NaN, scalars) takes the standard path.
+    """
+    arrays = _fast_arrays(outputs) if _orjson is not None else None
+    if arrays is not None and _orjson is not None:
+        body: Any
+        if fmt == "columnar":
+            body = {"outputs": next(iter(arrays.values())) if len(arrays) == 1 else arrays}
+        elif all(a.shape[0] == batch_size for a in arrays.values()) or batch_size is None:
+            n = next(iter(arrays.values())).shape[0]
+            if len(arrays) == 1:
+                body = {"predictions": next(iter(arrays.values()))}
+            else:
+                body = {"predictions": [{k: a[i] for k, a in arrays.items()} for i in range(n)]}
+        else:
+            body = None
+        if body is not None:
+            try:
+                return bytes(_orjson.dumps(body, option=_orjson.OPT_SERIALIZE_NUMPY))
+            except TypeError:
+                pass
+    return dumps(answer(outputs, fmt, batch_size))
+
+
+def _fast_arrays(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    arrays = {}
+    for k, a in outputs.items():
+        kind = a.dtype.kind
+        if a.ndim == 0 or kind not in "biuf" or (kind == "f" and not np.isfinite(a).all()):
+            return None
+        arrays[k] = np.ascontiguousarray(a, dtype=np.float64) if kind == "f" else a
+    return arrays or None
 
 
 def dumps(obj: Any) -> bytes:
@@ -561,3 +617,116 @@ def all_finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(all_finite(v) for v in value)
     return True
+
+
+# --- classify and regress: tf.Example requests -------------------------------------------
+
+
+def examples_to_protos(body: Any) -> list[bytes]:
+    """Turn a ``:classify``/``:regress`` body into serialized ``tf.Example`` protos.
+
+    ``{"examples": [{feature: value}], "context"?: {feature: value}}``: a value is a number,
+    a string, ``{"b64": ...}`` or a list of one kind; whole numbers become an ``int64_list``,
+    other numbers a ``float_list``, strings and b64 a ``bytes_list``. Context features are
+    added to every example. Encoded by hand so that no TensorFlow is needed.
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidInputError(f"the request must be a JSON object, not {_json_kind(body)}")
+    examples = body.get("examples")
+    if not isinstance(examples, list) or not examples:
+        raise InvalidInputError(
+            "'examples' must be a non-empty list of objects keyed by feature name",
+            hint='send {"examples": [{"feature": value, ...}]}',
+        )
+    context = body.get("context", {})
+    if not isinstance(context, Mapping):
+        raise InvalidInputError("'context' must be an object keyed by feature name")
+    shared = {str(k): _feature(v, f"context.{k}") for k, v in context.items()}
+    out = []
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Mapping):
+            raise InvalidInputError(f"examples[{i}] is {_json_kind(ex)}, not an object")
+        features = {**shared, **{str(k): _feature(v, f"examples[{i}].{k}") for k, v in ex.items()}}
+        entries = b"".join(
+            _field(1, _field(1, k.encode()) + _field(2, f)) for k, f in sorted(features.items())
+        )
+        out.append(_field(1, entries))
+    return out
+
+
+def _varint_bytes(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 values travel as their two's complement
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
+
+
+def _feature(value: Any, where: str) -> bytes:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if all(isinstance(v, (str, bytes)) or _is_b64(v) for v in values):
+        items = []
+        for v in values:
+            if isinstance(v, str):
+                items.append(v.encode())
+            elif isinstance(v, bytes):
+                items.append(v)
+            else:
+                try:
+                    items.append(base64.b64decode(str(v["b64"]), validate=True))
+                except (binascii.Error, ValueError) as exc:
+                    raise InvalidInputError(f"{where}: invalid base64") from exc
+        return _field(1, b"".join(_field(1, b) for b in items))  # bytes_list
+    if not all(isinstance(v, (int, float)) for v in values):
+        raise InvalidInputError(
+            f'{where}: a feature is a number, a string, {{"b64": ...}} or a list of one kind'
+        )
+    if all(isinstance(v, int) for v in values):
+        if any(not -(2**63) <= v < 2**63 for v in values):
+            raise InvalidInputError(f"{where}: a value is out of range for int64")
+        return _field(3, _field(1, b"".join(_varint_bytes(int(v)) for v in values)))
+    try:
+        packed = struct.pack(f"<{len(values)}f", *values)
+    except (OverflowError, struct.error) as exc:
+        raise InvalidInputError(f"{where}: a value is out of range for float") from exc
+    return _field(2, _field(1, packed))  # float_list
+
+
+def classify_results(outputs: Mapping[str, np.ndarray]) -> list[list[list[Any]]]:
+    """TF Serving's ``:classify`` results: per example, a list of ``[label, score]`` pairs."""
+    classes, scores = outputs.get("classes"), outputs.get("scores")
+    ref = scores if scores is not None else classes
+    if ref is None:
+        raise InvalidModelError("a classify signature must output 'classes' or 'scores'")
+    n = ref.shape[0]
+    k = ref.reshape(n, -1).shape[1]
+    labels = classes.reshape(n, -1) if classes is not None else None
+    values = scores.reshape(n, -1) if scores is not None else None
+    results = []
+    for i in range(n):
+        row = []
+        for j in range(k):
+            label = labels[i, j] if labels is not None else b""
+            text = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
+            row.append([text, float(values[i, j]) if values is not None else 0.0])
+        results.append(row)
+    return results
+
+
+def regress_results(outputs: Mapping[str, np.ndarray]) -> list[float]:
+    """TF Serving's ``:regress`` results: one number per example."""
+    arr = outputs.get("outputs")
+    if arr is None:
+        if len(outputs) != 1:
+            raise InvalidModelError("a regress signature must output 'outputs'")
+        (arr,) = outputs.values()
+    return [float(v) for v in arr.reshape(arr.shape[0], -1)[:, 0]] if arr.ndim else [float(arr)]

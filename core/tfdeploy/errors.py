@@ -20,7 +20,11 @@ Hierarchy::
     ├── ConfigError                 deploy.yaml or a target's configuration     INVALID_ARGUMENT
     ├── PluginError                 a plugin that cannot be loaded or clashes   FAILED_PRECONDITION
     ├── DependencyError             an optional package is not installed        FAILED_PRECONDITION
+    ├── ServerBusyError             a server's request queue is full            UNAVAILABLE
+    ├── RequestTooLargeError        a request body over the server's limit      HTTP 413
     └── TargetError                 a deploy target failed                      UNAVAILABLE
+        ├── TransientError          a failure worth retrying (network, 5xx)     UNAVAILABLE
+        └── UnsupportedError        the target cannot do that operation         UNIMPLEMENTED
 
 Lower-level exceptions (``OSError``, TensorFlow's, protobuf's, HTTP clients') are translated at
 the boundary with ``raise ... from exc`` so the original stays reachable for debugging.
@@ -156,3 +160,33 @@ class TargetError(TfdeployError):
     """A deploy target failed to deploy, answer or report."""
 
     code = "UNAVAILABLE"
+
+
+class TransientError(TargetError):
+    """A target failed in a way that may pass: a refused connection, a timeout, a 5xx.
+
+    Deploys, status and predictions retry these with backoff until their timeout.
+    """
+
+
+class UnsupportedError(TargetError):
+    """The target does not implement that operation (for example ``rollback``)."""
+
+    code = "UNIMPLEMENTED"
+
+
+class ServerBusyError(TfdeployError):
+    """A server's request queue is full; the client should retry later."""
+
+    code = "UNAVAILABLE"
+
+
+class RequestTooLargeError(TfdeployError):
+    """A request body is larger than the server accepts (HTTP 413)."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    @property
+    def http_status(self) -> int:
+        """413 Payload Too Large, which no canonical code maps to."""
+        return 413

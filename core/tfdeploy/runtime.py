@@ -125,4 +125,8 @@ class LoadedModel:
 
 def _first_line(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return str(text).strip().splitlines()[0]
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    # A graph error says "Graph execution error:" and where, before what went wrong.
+    noise = ("Graph execution error", "Detected at node", "File ", "[[", "<stack traces")
+    useful = [line for line in lines if not line.startswith(noise)]
+    return (useful or lines or [type(exc).__name__])[0]

@@ -29,9 +29,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from tfdeploy.cli import model
+    from tfdeploy.cli import deploy, model, plugins, serve
 
-    for command in model.COMMANDS:
+    for command in [*model.COMMANDS, *serve.COMMANDS, *deploy.COMMANDS, *plugins.COMMANDS]:
         cli.add_command(command)
 
 

@@ -1,0 +1,121 @@
+"""``tfdeploy serve``: the local server, a thin layer over :func:`tfdeploy.server.serve_savedmodel`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8089, show_default=True, type=int, help="REST port (0: pick a free one)."
+)
+@click.option(
+    "--grpc-port",
+    type=int,
+    default=None,
+    help="Also serve TF Serving's gRPC API on this port (0: pick a free one).",
+)
+@click.option("--model-name", default=None, help="Model name in /v1/models/<name> [default].")
+@click.option(
+    "--model-base-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Serve a base path of integer version folders, polled for new versions.",
+)
+@click.option(
+    "--model-config-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Serve the models of a TF Serving ModelServerConfig text file.",
+)
+@click.option(
+    "--file-system-poll-wait-seconds",
+    "poll_seconds",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="How often base paths are polled for new versions (0: never).",
+)
+@click.option(
+    "--max-batch-size",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Most instances merged into one model call.",
+)
+@click.option(
+    "--batch-timeout-micros",
+    type=int,
+    default=0,
+    show_default=True,
+    help="How long a batch waits for more requests (0: merge only those already waiting).",
+)
+@click.option(
+    "--num-batch-threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Threads calling the model, per model version.",
+)
+@click.option(
+    "--max-enqueued",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Most requests waiting per model version; beyond it the server answers 503.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=int,
+    default=32 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body; larger ones get 413.",
+)
+@click.option("--browse", is_flag=True, help="Open the docs page in a web browser.")
+def serve(
+    path: Path | None,
+    host: str,
+    port: int,
+    grpc_port: int | None,
+    model_name: str | None,
+    model_base_path: Path | None,
+    model_config_file: Path | None,
+    poll_seconds: float,
+    max_batch_size: int,
+    batch_timeout_micros: int,
+    num_batch_threads: int,
+    max_enqueued: int,
+    max_body_bytes: int,
+    browse: bool,
+) -> None:
+    """Serve a SavedModel over REST (R tfdeploy and TF Serving routes) and optionally gRPC.
+
+    PATH is a SavedModel directory, its saved_model.pb, a base path of version folders, or a
+    .tar.gz bundle. Instead of PATH, --model-base-path or --model-config-file serve models as
+    TF Serving does. Stops on Ctrl-C or SIGTERM after finishing the requests in flight.
+    """
+    from tfdeploy.server import serve_savedmodel
+
+    serve_savedmodel(
+        path,
+        model_base_path=model_base_path,
+        model_name=model_name,
+        model_config_file=model_config_file,
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        poll_seconds=poll_seconds,
+        max_batch_size=max_batch_size,
+        batch_timeout_micros=batch_timeout_micros,
+        num_batch_threads=num_batch_threads,
+        max_enqueued=max_enqueued,
+        max_body_bytes=max_body_bytes,
+        browse=browse,
+    )
+
+
+COMMANDS = [serve]

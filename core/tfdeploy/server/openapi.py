@@ -1,0 +1,236 @@
+"""The OpenAPI document of a served model, generated from its signatures.
+
+Per signature, ``POST /<signature>/predict`` gets a request schema derived from each input's
+dtype (integers, numbers, booleans, strings or ``{"b64": ...}``) and shape (one array level
+per dimension past the batch), with a valid example; TF Serving's routes for the model are
+documented too. The docs page at ``/`` reads this document, and schemathesis tests against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tfdeploy.signatures import JSON_TYPES, Signature, TensorSpec
+
+_ERROR_CODES = {
+    "400": "The request does not fit the signature, or is not valid JSON.",
+    "404": "No such model, version, label or signature.",
+    "413": "The request body is larger than the server accepts.",
+    "503": "The server is busy (its queue is full) or the model is not loaded.",
+}
+_B64 = {
+    "type": "object",
+    "required": ["b64"],
+    "additionalProperties": False,
+    "properties": {"b64": {"type": "string", "format": "byte"}},
+    "description": "Binary data, base64-encoded.",
+}
+
+
+def element_schema(spec: TensorSpec) -> dict[str, Any]:
+    """The JSON Schema of one element of a tensor."""
+    kind = JSON_TYPES.get(spec.dtype)
+    if kind == "string":
+        return {"oneOf": [{"type": "string"}, _B64]}
+    if kind == "integer":
+        info = np.iinfo(np.dtype(spec.numpy_dtype))
+        # JSON numbers beyond 2**53 lose precision in many clients; the bounds stay exact here.
+        return {"type": "integer", "minimum": int(info.min), "maximum": int(info.max)}
+    if kind == "number":
+        bound = float(np.finfo(np.dtype(spec.numpy_dtype)).max)
+        return {"type": "number", "minimum": -bound, "maximum": bound}
+    if kind == "boolean":
+        return {"type": "boolean"}
+    return {}
+
+
+def _nest(schema: dict[str, Any], dims: tuple[int | None, ...]) -> dict[str, Any]:
+    for d in reversed(dims):
+        wrapped: dict[str, Any] = {"type": "array", "items": schema}
+        if d is not None:
+            wrapped["minItems"] = wrapped["maxItems"] = d
+        else:
+            wrapped["minItems"] = 1
+        schema = wrapped
+    return schema
+
+
+def instance_value_schema(spec: TensorSpec) -> dict[str, Any]:
+    """The schema of one instance's value for ``spec`` (its shape without the batch)."""
+    per = spec.instance_shape
+    if per is None:
+        return {}
+    return _nest(element_schema(spec), per)
+
+
+def example_value(spec: TensorSpec) -> Any:
+    """A valid example value for one instance of ``spec``: zeros of its shape."""
+    kind = JSON_TYPES.get(spec.dtype)
+    element: Any = {"integer": 0, "number": 0.0, "boolean": False, "string": ""}.get(kind or "", 0)
+    per = spec.instance_shape or ()
+    value = element
+    for d in reversed(per):
+        value = [value] * (d if d is not None else 1)
+    return value
+
+
+def instance_schema(signature: Signature) -> dict[str, Any]:
+    """One row-format instance: a bare value for one input, else an object keyed by input."""
+    specs = list(signature.inputs.values())
+    if len(specs) == 1:
+        return instance_value_schema(specs[0])
+    return {
+        "type": "object",
+        "required": [s.key for s in specs],
+        "additionalProperties": False,
+        "properties": {s.key: instance_value_schema(s) for s in specs},
+    }
+
+
+def example_instance(signature: Signature) -> Any:
+    """A valid example instance for ``signature``."""
+    specs = list(signature.inputs.values())
+    if len(specs) == 1:
+        return example_value(specs[0])
+    return {s.key: example_value(s) for s in specs}
+
+
+def predict_request_schema(signature: Signature) -> dict[str, Any]:
+    """The row-format request body for ``signature``."""
+    return {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {"type": "array", "minItems": 1, "items": instance_schema(signature)}
+        },
+    }
+
+
+def _tensor_doc(spec: TensorSpec) -> dict[str, Any]:
+    doc = spec.to_dict()
+    doc["example"] = example_value(spec)
+    if spec.dtype == "DT_STRING":
+        doc["b64_example"] = {"b64": "aGVsbG8="}
+    return doc
+
+
+def _errors() -> dict[str, Any]:
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return {code: {"description": text, "content": ref} for code, text in _ERROR_CODES.items()}
+
+
+def _json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _predict_operation(signature: Signature, operation_id: str, summary: str) -> dict[str, Any]:
+    example = {"instances": [example_instance(signature)]}
+    inputs = ", ".join(f"{s.key} ({s.dtype} {s.shape_text()})" for s in signature.inputs.values())
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": (
+            f"Inputs: {inputs}. "
+            'Strings may be sent as {"b64": "..."}; a signature_name in the body wins over the path.'
+        ),
+        "x-signature": {
+            "name": signature.name,
+            "method_name": signature.method_name,
+            "inputs": [_tensor_doc(s) for s in signature.inputs.values()],
+            "outputs": [s.to_dict() for s in signature.outputs.values()],
+        },
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": predict_request_schema(signature),
+                    "example": example,
+                }
+            },
+        },
+        "responses": {
+            "200": _json_answer(
+                "One prediction per instance.",
+                {
+                    "type": "object",
+                    "required": ["predictions"],
+                    "properties": {"predictions": {"type": "array"}},
+                },
+            ),
+            **_errors(),
+        },
+    }
+
+
+def build_spec(
+    signatures: Mapping[str, Signature], *, model_name: str, version: int
+) -> dict[str, Any]:
+    """The OpenAPI 3 document for a model's signatures and TF Serving routes."""
+    paths: dict[str, Any] = {}
+    predictable = {
+        n: s for n, s in signatures.items() if all(t.json_representable for t in s.inputs.values())
+    }
+    for name, sig in predictable.items():
+        paths[f"/{name}/predict"] = {
+            "post": _predict_operation(sig, f"predict_{name}", f"Predict with signature {name}")
+        }
+    status_schema = {
+        "type": "object",
+        "required": ["model_version_status"],
+        "properties": {"model_version_status": {"type": "array"}},
+    }
+    paths[f"/v1/models/{model_name}"] = {
+        "get": {
+            "operationId": "model_status",
+            "summary": "TF Serving: the model's version status",
+            "responses": {"200": _json_answer("Version status.", status_schema), **_errors()},
+        }
+    }
+    paths[f"/v1/models/{model_name}/metadata"] = {
+        "get": {
+            "operationId": "model_metadata",
+            "summary": "TF Serving: the model's signatures",
+            "responses": {
+                "200": _json_answer(
+                    "Signature definitions.",
+                    {"type": "object", "required": ["model_spec", "metadata"]},
+                ),
+                **_errors(),
+            },
+        }
+    }
+    default = predictable.get("serving_default") or next(iter(predictable.values()), None)
+    if default is not None:
+        op = _predict_operation(default, "tf_serving_predict", "TF Serving: predict (row format)")
+        paths[f"/v1/models/{model_name}:predict"] = {"post": op}
+    paths["/healthz"] = {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness and readiness",
+            "responses": {
+                "200": _json_answer("Ready.", {"type": "object", "required": ["live", "ready"]}),
+                "503": _json_answer("Not ready.", {"type": "object"}),
+            },
+        }
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": f"tfdeploy: model {model_name}",
+            "version": str(version),
+            "description": "Predictions from a TensorFlow SavedModel, served by tfdeploy.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}},
+                }
+            }
+        },
+    }

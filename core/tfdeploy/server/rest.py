@@ -1,0 +1,390 @@
+"""The HTTP side of ``tfdeploy serve``: one ASGI application, three audiences.
+
+- R tfdeploy / Posit Connect: ``POST /<signature>/predict[/]``, ``/openapi.json`` (also
+  ``/swagger.json``) and the docs page at ``/``.
+- TF Serving REST: ``/v1/models/<name>[/versions/<v>|/labels/<l>][/metadata|:predict|:classify|:regress]``.
+- Operations: ``/healthz``, ``/metrics``, and ``POST /_noop`` (parses the body like a predict
+  and answers at once: the baseline the benchmarks compare predict against).
+
+Written against ASGI directly, without a framework, so that the only work on the event loop is
+the work a prediction needs, and every error, including an unknown route, is JSON. Requests are
+parsed and checked against their signature before they are queued, so a bad request fails
+alone; large bodies are parsed on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from tfdeploy import contract
+from tfdeploy.errors import (
+    InvalidInputError,
+    RequestTooLargeError,
+    ServableNotFoundError,
+    TfdeployError,
+)
+from tfdeploy.server import openapi
+from tfdeploy.server.repository import ModelRepository, Servable
+from tfdeploy.signatures import CLASSIFY_METHOD, REGRESS_METHOD, Signature
+
+log = logging.getLogger("tfdeploy.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: Default largest request body, in bytes.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Bodies larger than this are parsed and answered on a worker thread, off the event loop.
+OFFLOAD_BYTES = 64 * 1024
+
+_TFS = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[A-Za-z0-9_]+))?"
+    r"(?:(?P<meta>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
+)
+_PREDICT = re.compile(r"^/(?P<signature>[^/]+)/predict/?$")
+_JSON = [(b"content-type", b"application/json")]
+_STATIC_TYPES = {
+    ".html": b"text/html; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+    ".svg": b"image/svg+xml",
+}
+
+
+class HttpError(TfdeployError):
+    """An HTTP-level problem (unknown route, wrong method) with its own status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def http_status(self) -> int:
+        """The status this error answers with."""
+        return self.status
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _static_files() -> dict[str, tuple[bytes, bytes]]:
+    files: dict[str, tuple[bytes, bytes]] = {}
+    root = resources.files("tfdeploy") / "static"
+    if not root.is_dir():
+        return files
+    for entry in root.iterdir():
+        suffix = "." + entry.name.rsplit(".", 1)[-1]
+        if entry.is_file() and suffix in _STATIC_TYPES:
+            files[entry.name] = (entry.read_bytes(), _STATIC_TYPES[suffix])
+    return files
+
+
+class RestApp:
+    """The ASGI application of ``tfdeploy serve`` over a :class:`ModelRepository`."""
+
+    def __init__(
+        self, repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    ) -> None:
+        self.repository = repository
+        self.metrics = repository.metrics
+        self.max_body_bytes = max_body_bytes
+        self._static = _static_files()
+        self._spec_cache: tuple[Servable, bytes] | None = None
+        self._in_flight = 0
+        self.metrics.add_gauge(
+            "tfdeploy_requests_in_flight",
+            "HTTP requests being answered.",
+            lambda: float(self._in_flight),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one ASGI request."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        route = "unknown"
+        self._in_flight += 1
+        try:
+            route, status, headers, body = await self._dispatch(scope, receive)
+        except _Disconnected:
+            return
+        except TfdeployError as exc:
+            status, headers = exc.http_status, _JSON
+            body = contract.dumps({"error": exc.describe()})
+            self.metrics.errors.inc(getattr(exc, "code", "UNKNOWN"))
+        except Exception as exc:  # never a traceback to the client
+            log.exception("internal error answering %s %s", scope["method"], scope["path"])
+            status, headers = 500, _JSON
+            body = contract.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+            self.metrics.errors.inc("INTERNAL")
+        finally:
+            self._in_flight -= 1
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.requests.inc("rest", route, str(status))
+        self.metrics.latency.observe(time.perf_counter() - started, "rest", route)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path.startswith("/v1/models/"):
+            match = _TFS.match(path)
+            if match is None:
+                if "/versions/" in path and "/labels/" in path:
+                    raise InvalidInputError("a request may name a version or a label, not both")
+                raise HttpError(404, f"Malformed request: {method} {path}")
+            return await self._tf_serving(match, method, scope, receive)
+        match = _PREDICT.match(path)
+        if match is not None:
+            self._method(method, "POST")
+            raw = await self._body(scope, receive)
+            answer = await self._predict(raw, None, None, None, match["signature"])
+            return "predict", 200, _JSON, answer
+        if path == "/_noop":
+            self._method(method, "POST")
+            raw = await self._body(scope, receive)
+            contract.loads(raw)
+            return "noop", 200, _JSON, b'{"predictions":[]}'
+        self._method(method, "GET", "HEAD")
+        if path in ("/openapi.json", "/swagger.json"):
+            return "openapi", 200, _JSON, self._spec(scope)
+        if path in ("/healthz", "/healthz/ready", "/healthz/live"):
+            return self._health(path)
+        if path == "/metrics":
+            text = self.metrics.render().encode()
+            return "metrics", 200, [(b"content-type", b"text/plain; version=0.0.4")], text
+        name = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/")
+        if (path == "/" or path.startswith("/static/") or path == "/index.html") and (
+            name in self._static
+        ):
+            data, ctype = self._static[name]
+            return "docs", 200, [(b"content-type", ctype)], data
+        raise HttpError(404, f"no such route: {method} {path}")
+
+    @staticmethod
+    def _method(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise HttpError(405, f"method {method} is not allowed here (use {', '.join(allowed)})")
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise self._too_large(int(value))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(size)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _too_large(self, size: int) -> RequestTooLargeError:
+        return RequestTooLargeError(
+            f"the request body ({size} bytes) is larger than this server accepts "
+            f"({self.max_body_bytes} bytes)",
+            hint="send fewer instances per request, or start the server with a larger --max-body-bytes",
+        )
+
+    # --- predictions ----------------------------------------------------------------------
+
+    async def _predict(
+        self,
+        raw: bytes,
+        name: str | None,
+        version: int | None,
+        label: str | None,
+        path_signature: str | None,
+    ) -> bytes:
+        repo = self.repository
+        servable = repo.resolve(name, version, label)
+        offload = len(raw) > OFFLOAD_BYTES
+        loop = asyncio.get_running_loop()
+        if offload:
+            request = await loop.run_in_executor(
+                None, _prepare, raw, servable.signatures, path_signature
+            )
+        else:
+            request = _prepare(raw, servable.signatures, path_signature)
+        future = repo.submit(
+            servable,
+            request.signature.name,
+            request.inputs,
+            request.batch_size,
+            name=name,
+            version=version,
+            label=label,
+            loop=loop,
+        )
+        outputs = await future
+        if offload or (request.batch_size or 0) > 64:
+            return await loop.run_in_executor(None, _encode, outputs, request)
+        return _encode(outputs, request)
+
+    async def _examples(
+        self, raw: bytes, name: str, version: int | None, label: str | None, verb: str
+    ) -> bytes:
+        repo = self.repository
+        servable = repo.resolve(name, version, label)
+        body = contract.loads(raw)
+        requested = body.get("signature_name") if isinstance(body, dict) else None
+        if requested is not None and not isinstance(requested, str):
+            raise InvalidInputError("signature_name must be a string")
+        signature = contract.select_signature(servable.signatures, requested)
+        key = examples_input(signature, verb)
+        protos = contract.examples_to_protos(body)
+        inputs = {key: np.array(protos, dtype=object)}
+        future = repo.submit(
+            servable,
+            signature.name,
+            inputs,
+            len(protos),
+            name=name,
+            version=version,
+            label=label,
+            loop=asyncio.get_running_loop(),
+        )
+        outputs = await future
+        if verb == "classify":
+            return contract.dumps({"results": contract.classify_results(outputs)})
+        return contract.dumps({"results": contract.regress_results(outputs)})
+
+    # --- TF Serving -----------------------------------------------------------------------
+
+    async def _tf_serving(
+        self, match: re.Match[str], method: str, scope: Scope, receive: Receive
+    ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
+        name = match["name"]
+        version = int(match["version"]) if match["version"] is not None else None
+        label = match["label"]
+        verb = match["verb"]
+        if verb is not None:
+            self._method(method, "POST")
+            raw = await self._body(scope, receive)
+            if verb == "predict":
+                return (
+                    "tfs_predict",
+                    200,
+                    _JSON,
+                    await self._predict(raw, name, version, label, None),
+                )
+            return f"tfs_{verb}", 200, _JSON, await self._examples(raw, name, version, label, verb)
+        self._method(method, "GET", "HEAD")
+        if match["meta"]:
+            servable = self.repository.resolve(name, version, label)
+            return "tfs_metadata", 200, _JSON, contract.dumps(metadata(servable))
+        statuses = self.repository.status(name, version, label)
+        body = {
+            "model_version_status": [
+                {
+                    "version": str(s.version),
+                    "state": s.state,
+                    "status": {"error_code": s.error_code, "error_message": s.error_message},
+                }
+                for s in statuses
+            ]
+        }
+        return "tfs_status", 200, _JSON, contract.dumps(body)
+
+    # --- documents ------------------------------------------------------------------------
+
+    def _spec(self, scope: Scope) -> bytes:
+        servable = self.repository.resolve()
+        cached = self._spec_cache
+        if cached is not None and cached[0] is servable:
+            return cached[1]
+        spec = openapi.build_spec(
+            servable.signatures, model_name=servable.name, version=servable.version
+        )
+        data = contract.dumps(spec)
+        self._spec_cache = (servable, data)
+        return data
+
+    def _health(self, path: str) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
+        ready = self.repository.ready
+        if path == "/healthz/live":
+            return "health", 200, _JSON, b'{"live":true}'
+        body = {"live": True, "ready": ready, "models": self.repository.names}
+        return "health", 200 if ready else 503, _JSON, contract.dumps(body)
+
+
+def _prepare(raw: bytes, signatures: Any, path_signature: str | None) -> contract.PreparedRequest:
+    return contract.prepare(contract.loads(raw), signatures, signature_name=path_signature)
+
+
+def _encode(outputs: dict[str, np.ndarray], request: contract.PreparedRequest) -> bytes:
+    return contract.encode_answer(outputs, request.format, request.batch_size)
+
+
+def examples_input(signature: Signature, verb: str) -> str:
+    """The input of a classify/regress signature that takes serialized ``tf.Example`` protos."""
+    method = CLASSIFY_METHOD if verb == "classify" else REGRESS_METHOD
+    strings = [k for k, s in signature.inputs.items() if s.dtype == "DT_STRING"]
+    if len(signature.inputs) != 1 or len(strings) != 1:
+        raise InvalidInputError(
+            f"signature {signature.name!r} cannot {verb}: it needs one input of serialized "
+            f"tf.Example strings (method {method}), and has {signature.method_name}",
+            hint=f"name a signature whose method is {method}",
+        )
+    if signature.method_name not in (method, "tensorflow/serving/predict", ""):
+        raise InvalidInputError(
+            f"Expected {verb} signature method_name to be {method}. Was: {signature.method_name}"
+        )
+    return strings[0]
+
+
+def metadata(servable: Servable) -> dict[str, Any]:
+    """TF Serving's ``/metadata`` answer for one servable."""
+    if not servable.signatures:
+        raise ServableNotFoundError(f"model {servable.name} has no serving signatures")
+    return {
+        "model_spec": {
+            "name": servable.name,
+            "signature_name": "",
+            "version": str(servable.version),
+        },
+        "metadata": {
+            "signature_def": {
+                "signature_def": {
+                    name: sig.to_tf_serving() for name, sig in servable.signatures.items()
+                }
+            }
+        },
+    }

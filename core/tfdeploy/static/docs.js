@@ -1,0 +1,83 @@
+// The docs page of `tfdeploy serve`: reads /openapi.json and offers, for every signature,
+// its inputs, an example request that can be edited and sent, and the answer.
+"use strict";
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function tensorTable(title, tensors) {
+  const table = el("table", { class: title },
+    el("tr", {}, el("th", {}, title), el("th", {}, "dtype"), el("th", {}, "shape")));
+  for (const t of tensors) {
+    const shape = t.shape === null ? "unknown" : "[" + t.shape.join(", ") + "]";
+    table.append(el("tr", {}, el("td", {}, el("code", {}, t.name)), el("td", {}, t.dtype), el("td", {}, shape)));
+  }
+  return table;
+}
+
+async function send(path, textarea, output, status) {
+  status.textContent = "sending…";
+  status.className = "status";
+  try {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: textarea.value,
+    });
+    const text = await response.text();
+    let shown = text;
+    try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON: show as is */ }
+    output.textContent = shown;
+    status.textContent = "HTTP " + response.status;
+    status.className = response.ok ? "status status-ok" : "status status-error";
+  } catch (err) {
+    status.textContent = "request failed: " + err;
+    status.className = "status status-error";
+  }
+}
+
+function signatureSection(path, operation) {
+  const sig = operation["x-signature"];
+  const example = operation.requestBody.content["application/json"].example;
+  const textarea = el("textarea", { class: "request", spellcheck: "false" });
+  textarea.value = JSON.stringify(example, null, 2);
+  const output = el("pre", { class: "response" });
+  const status = el("span", { class: "status" });
+  const button = el("button", { class: "send", type: "button" }, "Send");
+  button.addEventListener("click", () => send(path, textarea, output, status));
+  const b64 = sig.inputs.some((t) => t.dtype === "DT_STRING")
+    ? el("p", {}, "Binary string values may be sent as ", el("code", {}, '{"b64": "..."}'), ".")
+    : "";
+  return el("section", { class: "signature", "data-signature": sig.name },
+    el("h2", {}, "POST ", el("code", {}, path)),
+    el("p", {}, "Signature ", el("code", {}, sig.name), " (" + (sig.method_name || "predict") + ")"),
+    tensorTable("inputs", sig.inputs), tensorTable("outputs", sig.outputs), b64,
+    textarea, button, " ", status, output);
+}
+
+async function main() {
+  const container = document.getElementById("signatures");
+  const description = document.getElementById("description");
+  let spec;
+  try {
+    const response = await fetch("/openapi.json");
+    spec = await response.json();
+  } catch (err) {
+    description.textContent = "Could not load /openapi.json: " + err;
+    return;
+  }
+  document.getElementById("title").textContent = spec.info.title;
+  description.textContent = spec.info.description + " TF Serving clients can also use /v1/models/….";
+  for (const [path, item] of Object.entries(spec.paths)) {
+    if (item.post && item.post["x-signature"] && !path.startsWith("/v1/")) {
+      container.append(signatureSection(path, item.post));
+    }
+  }
+  document.body.setAttribute("data-ready", "true");
+}
+
+main();

@@ -1,0 +1,385 @@
+"""The ``tfserving`` target: versioned copies into a TF Serving model base path."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+
+from tfdeploy.bundle import Bundle, unpack_bundle
+from tfdeploy.errors import ServableNotFoundError, TargetError, TransientError
+from tfdeploy.targets import DeployResult, Plan, State, Status, Target, TargetConfig, VersionStatus
+from tfdeploy_tfserving import model_config
+from tfdeploy_tfserving.client import GrpcClient, rest_request
+from tfdeploy_tfserving.storage import Store, open_store
+
+
+class TFServingConfig(TargetConfig):
+    """Settings of a ``tfserving`` target."""
+
+    base_path: str = Field(
+        description="Directory or gs://bucket/prefix holding one folder of versions per model."
+    )
+    grpc: str | None = Field(
+        default=None,
+        description="host:port of the server's gRPC API, used for predict, status and reloads.",
+    )
+    rest_url: str | None = Field(
+        default=None, description="http://host:port of the server's REST API."
+    )
+    protocol: Literal["grpc", "rest"] = Field(
+        default="grpc", description="How predict talks to the server."
+    )
+    model_config_file: str | None = Field(
+        default=None,
+        description="A model config file to keep (version labels and the versions to serve); "
+        "the server is asked to reload it through ModelService.",
+    )
+    label: str = Field(
+        default="stable",
+        description="With model_config_file: the label a new version gets (stable, canary).",
+    )
+    wait_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds to wait for the server to serve a new version."
+    )
+    gcs_project: str | None = Field(
+        default=None, description="Google Cloud project for gs:// base paths."
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Sent as 'authorization: Bearer ...' to a server behind an authenticating proxy.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TFServingConfig:
+        if self.protocol == "rest" and not self.rest_url:
+            raise ValueError("protocol 'rest' needs rest_url")
+        if self.rest_url and not self.rest_url.startswith(("http://", "https://")):
+            raise ValueError("rest_url must start with http:// or https://")
+        return self
+
+
+class TFServingTarget(Target[TFServingConfig]):
+    """TensorFlow Serving: versioned, atomic copies into a model base path (local or gs://).
+
+    Without ``grpc``/``rest_url`` the target only manages files, and a deploy is done once the
+    version is in place; with a server it waits until the server serves the new version, and
+    withdraws the version again if the server fails to load it.
+    """
+
+    Config = TFServingConfig
+
+    def __init__(self, config: TFServingConfig, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._store: Store | None = None
+        self._grpc: GrpcClient | None = None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The model's folder of versions."""
+        if self._store is None:
+            self._store = open_store(
+                self.config.base_path, self.model_name, project=self.config.gcs_project
+            )
+        return self._store
+
+    def _headers(self) -> dict[str, str]:
+        key = self.config.api_key
+        return {"authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+    @property
+    def grpc(self) -> GrpcClient | None:
+        """The gRPC client, when ``grpc`` is configured."""
+        if self._grpc is None and self.config.grpc:
+            self._grpc = GrpcClient(self.config.grpc, metadata=list(self._headers().items()))
+        return self._grpc
+
+    def _rest_model_url(self) -> str | None:
+        if not self.config.rest_url:
+            return None
+        return f"{self.config.rest_url.rstrip('/')}/v1/models/{self.model_name}"
+
+    def _labels(self) -> dict[str, int]:
+        if not self.config.model_config_file:
+            return {}
+        text = self.store.read_text(self.config.model_config_file)
+        return model_config.labels(
+            model_config.parse(text, where=self.config.model_config_file), self.model_name
+        )
+
+    def _server_states(self) -> dict[int, tuple[str, str]] | None:
+        """``{version: (state, error)}`` from the server, or ``None`` without a server."""
+        try:
+            if self.grpc is not None:
+                rows = self.grpc.model_status(self.model_name)
+                return {v: (s, e) for v, s, e in rows}
+            url = self._rest_model_url()
+            if url is None:
+                return None
+            body = rest_request(url, headers=self._headers())
+        except ServableNotFoundError:
+            return {}
+        out = {}
+        for row in body.get("model_version_status", []):
+            status = row.get("status") or {}
+            state, error = str(row.get("state", "UNKNOWN")), status.get("error_message", "")
+            out[int(row["version"])] = (state, error)
+        return out
+
+    # --- the contract -----------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """What the base path holds and, with a server, what it serves."""
+        stored = self.store.versions()
+        labels = self._labels()
+        by_version: dict[int, list[str]] = {}
+        for label, v in labels.items():
+            by_version.setdefault(v, []).append(label)
+        detail = None
+        try:
+            server = self._server_states()
+        except TransientError as exc:
+            server, detail = None, exc.message
+        versions = []
+        for v in sorted(set(stored) | set(server or {}), reverse=True):
+            state: State = "unknown"
+            error = None
+            if server is not None:
+                raw, error = server.get(v, ("", ""))
+                state = _STATES.get(raw, "absent" if v in stored else "unknown")
+            manifest = stored.get(v)
+            versions.append(
+                VersionStatus(
+                    version=str(v),
+                    state=state,
+                    digest=manifest.digest if manifest else None,
+                    labels=tuple(sorted(by_version.get(v, []))),
+                    detail=error or None,
+                )
+            )
+        current = self._current(stored, labels, server)
+        url = self._rest_model_url() or (f"grpc://{self.config.grpc}" if self.config.grpc else None)
+        if current is None:
+            return Status(
+                target=self.name,
+                plugin=self.plugin,
+                model=self.model_name,
+                state="absent" if not stored else "pending",
+                url=url,
+                versions=tuple(versions),
+                detail=detail or (None if stored else f"nothing deployed in {self.store.url}"),
+            )
+        row = next(r for r in versions if r.version == str(current))
+        if server is None:
+            state = "unknown"
+            detail = detail or f"version {current} is in {self.store.url}; no server to ask"
+        else:
+            state = row.state
+        return Status(
+            target=self.name,
+            plugin=self.plugin,
+            model=self.model_name,
+            state=state,
+            version=str(current),
+            digest=row.digest,
+            url=url,
+            versions=tuple(versions),
+            detail=detail or row.detail,
+        )
+
+    def _current(
+        self,
+        stored: Mapping[int, Any],
+        labels: Mapping[str, int],
+        server: Mapping[int, tuple[str, str]] | None,
+    ) -> int | None:
+        if self.config.model_config_file and self.config.label in labels:
+            return labels[self.config.label]
+        if server:
+            available = [v for v, (s, _) in server.items() if s == "AVAILABLE"]
+            if available:
+                return max(available)
+        return max(stored) if stored else None
+
+    def plan(self, bundle: Bundle) -> Plan:
+        """Compare the bundle's digest with the version that serves."""
+        plan = super().plan(bundle)
+        if plan.action == "noop":
+            return plan
+        version = self._next_version(bundle.manifest.version)
+        changes = [f"copy {bundle.manifest.size_bytes} bytes to {self.store.url}/{version}"]
+        if self.config.model_config_file:
+            changes.append(
+                f"label {self.config.label!r} -> {version} in {self.config.model_config_file}"
+            )
+        return Plan(
+            plan.target,
+            plan.action,
+            plan.current_version,
+            plan.current_digest,
+            plan.new_digest,
+            tuple(changes),
+        )
+
+    def deploy(self, bundle: Bundle) -> DeployResult:
+        """Copy the bundle as the next version, update labels, wait until it serves."""
+        digest = bundle.manifest.digest
+        stored = self.store.versions()
+        labels = self._labels()
+        current = self._current(stored, labels, None)
+        if current is not None and (m := stored.get(current)) is not None and m.digest == digest:
+            return DeployResult(
+                status=self.status(),
+                changed=False,
+                message=f"version {current} already has {digest}",
+            )
+        version = self._next_version(bundle.manifest.version)
+        with tempfile.TemporaryDirectory(prefix="tfdeploy-tfserving-") as tmp:
+            unpacked = unpack_bundle(bundle.path, tmp)
+            self.progress.step(f"copying version {version} to {self.store.url}")
+            sent = self.store.put(version, unpacked.model_dir, bundle.manifest, self.progress)
+        try:
+            if self.config.model_config_file:
+                self._write_labels({**labels, self.config.label: version})
+            self._wait_serving(version)
+        except BaseException:
+            self.store.retire(version)
+            if self.config.model_config_file:
+                self._write_labels(labels)
+            self.progress.step(f"withdrew version {version}; the previous version keeps serving")
+            raise
+        return DeployResult(
+            status=self.status(),
+            changed=True,
+            bytes_sent=sent,
+            message=f"deployed version {version}",
+        )
+
+    def _next_version(self, requested: int) -> int:
+        """The next free number, or ``requested`` (``--version``) when it is above every used one."""
+        highest = self.store.highest_used()
+        if requested > 1 and requested <= highest:
+            raise TargetError(
+                f"version {requested} is taken in {self.store.url} (highest used: {highest})",
+                hint="leave --version out to take the next number, or give a higher one",
+            )
+        return max(highest + 1, requested)
+
+    def _write_labels(self, labels: dict[str, int]) -> None:
+        location = self.config.model_config_file
+        assert location is not None
+        config = model_config.parse(self.store.read_text(location), where=location)
+        updated = model_config.set_model(config, self.model_name, self.store.url, labels)
+        self.store.write_text(location, model_config.render(updated))
+        if self.grpc is not None:
+            self.progress.step("asking the server to reload its model config")
+            self.grpc.reload_config(updated)
+
+    def _wait_serving(self, version: int) -> None:
+        if self.grpc is None and self.config.rest_url is None:
+            return
+        self.progress.step(f"waiting for the server to serve version {version}")
+        start = time.monotonic()
+        deadline = start + self.config.wait_timeout
+        delay = 0.1
+        while True:
+            self.progress.heartbeat(time.monotonic() - start)
+            try:
+                states = self._server_states() or {}
+            except TransientError:
+                states = {}
+            state, error = states.get(version, ("", ""))
+            if state == "AVAILABLE":
+                return
+            if state == "END" and error:
+                raise TargetError(f"the server failed to load version {version}: {error}")
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"the server did not serve version {version} within {self.config.wait_timeout:g} s",
+                    hint="check the server's model base path and logs, or raise wait_timeout",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Predict through gRPC (or REST with ``protocol: rest``), at the label if one is kept."""
+        label = self.config.label if self.config.model_config_file else None
+        if self.config.protocol == "rest":
+            url = self._rest_model_url()
+            assert url is not None
+            target = f"{url}/labels/{label}:predict" if label else f"{url}:predict"
+            answer: dict[str, Any] = rest_request(target, dict(request), headers=self._headers())
+            return answer
+        if self.grpc is None:
+            raise TargetError(
+                f"target {self.name!r} has no server to predict with",
+                hint="set grpc: host:port (or rest_url and protocol: rest) in its config",
+            )
+        return self.grpc.predict(self.model_name, request, label=label)
+
+    def rollback(self, to: str | None = None) -> Status:
+        """Serve an earlier version: the one before the current, a version number, or a label's."""
+        stored = self.store.versions()
+        labels = self._labels()
+        current = self._current(stored, labels, None)
+        if current is None:
+            raise TargetError(f"nothing is deployed in {self.store.url}, so nothing to roll back")
+        if to is None:
+            earlier = [v for v in stored if v < current]
+            if not earlier:
+                raise TargetError(f"version {current} is the only version in {self.store.url}")
+            goal = max(earlier)
+        elif to.isdigit():
+            goal = int(to)
+        elif to in labels:
+            goal = labels[to]
+        else:
+            raise TargetError(
+                f"no version or label {to!r} (versions: {sorted(stored)}, labels: {sorted(labels)})"
+            )
+        if goal not in stored:
+            raise TargetError(
+                f"version {goal} is not in {self.store.url} (versions: {sorted(stored)})"
+            )
+        self.progress.step(f"rolling back from version {current} to {goal}")
+        if self.config.model_config_file:
+            self._write_labels({**labels, self.config.label: goal})
+        else:
+            for v in sorted(stored, reverse=True):
+                if v > goal:
+                    self.store.retire(v)
+        self._wait_serving(goal)
+        return self.status()
+
+    def undeploy(self) -> Status:
+        """Remove the model from the config file (if any) and delete its versions."""
+        location = self.config.model_config_file
+        if location:
+            config = model_config.parse(self.store.read_text(location), where=location)
+            updated = model_config.remove_model(config, self.model_name)
+            self.store.write_text(location, model_config.render(updated))
+            if self.grpc is not None:
+                self.grpc.reload_config(updated)
+        self.store.remove_all()
+        return self.status()
+
+    def close(self) -> None:
+        """Close the gRPC channel."""
+        if self._grpc is not None:
+            self._grpc.close()
+            self._grpc = None
+
+
+_STATES: dict[str, State] = {
+    "AVAILABLE": "serving",
+    "LOADING": "pending",
+    "START": "pending",
+    "UNLOADING": "pending",
+    "END": "absent",
+    "UNKNOWN": "unknown",
+}
