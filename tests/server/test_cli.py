@@ -102,3 +102,20 @@ def test_serve_rejects_a_missing_model_with_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("Error: no such file or directory")
     assert "Traceback" not in done.stderr
+
+
+def test_serve_a_model_base_path_by_name_and_stop_with_ctrl_c(model_base: Path) -> None:
+    proc, lines = start(
+        "--model-base-path", str(model_base), "--model-name", "digits", "--port", "0"
+    )
+    try:
+        url = lines[0].split()[3]
+        assert f"TF Serving REST: {url}/v1/models/digits" in lines
+        status, body = http("GET", url + "/v1/models/digits")
+        assert status == 200 and body["model_version_status"][0]["version"] == "1"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

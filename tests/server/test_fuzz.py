@@ -40,7 +40,7 @@ def test_api_conforms_to_its_spec(fuzzed_server: ServerHandle) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
             case.call_and_validate(checks=CHECKS)
 

@@ -22,7 +22,7 @@ from tfdeploy import _tf, contract
 from tfdeploy.errors import DependencyError, InvalidInputError, TfdeployError
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 from tfdeploy.server.rest import examples_input
-from tfdeploy.signatures import DTYPE_NAMES, Signature, TensorSpec
+from tfdeploy.signatures import DTYPE_NAMES, NUMPY_DTYPES, Signature, TensorSpec
 
 log = logging.getLogger("tfdeploy.server")
 
@@ -51,28 +51,15 @@ _TF_CODES = {
 T = TypeVar("T")
 
 
-def _apis() -> Any:
+def _require_apis() -> None:
     _tf.tensorflow()  # the generated modules import TensorFlow; import it quietly first
     try:
-        from tensorflow_serving import apis
-        from tensorflow_serving.apis import (
-            classification_pb2,
-            get_model_metadata_pb2,
-            get_model_status_pb2,
-            model_management_pb2,
-            model_service_pb2_grpc,
-            predict_pb2,
-            prediction_service_pb2_grpc,
-            regression_pb2,
-        )
+        import tensorflow_serving.apis.prediction_service_pb2_grpc  # noqa: F401
     except ImportError as exc:
         raise DependencyError(
             "tensorflow-serving-api is needed for the gRPC API",
             hint="pip install 'tfdeploy-kit[serve]'",
         ) from exc
-    del (classification_pb2, get_model_metadata_pb2, get_model_status_pb2, model_management_pb2)
-    del (model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc, regression_pb2)
-    return apis
 
 
 def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
@@ -150,7 +137,9 @@ def tensors_to_inputs(
         if got != spec.dtype:
             raise InvalidInputError(f"input {key!r} expects {spec.dtype}; got {got}")
         try:
-            arr = tf.make_ndarray(proto)
+            arr = _fast_ndarray(proto, spec)
+            if arr is None:
+                arr = tf.make_ndarray(proto)
         except Exception as exc:
             raise InvalidInputError(f"input {key!r} is not a valid TensorProto: {exc}") from exc
         if not _fits(arr.shape, spec.shape):
@@ -164,6 +153,39 @@ def tensors_to_inputs(
     )
     size = sizes.pop() if len(sizes) == 1 and batchable else None
     return arrays, size
+
+
+#: dtypes whose TensorProto ``tensor_content`` is the raw little-endian array.
+_RAW_DTYPES = {
+    name: np.dtype(NUMPY_DTYPES[name])
+    for name in NUMPY_DTYPES
+    if name not in ("DT_STRING", "DT_BFLOAT16")
+}
+
+
+def _fast_ndarray(proto: Any, spec: TensorSpec) -> np.ndarray | None:
+    """The array of a TensorProto sent as raw ``tensor_content`` (what ``tf.make_tensor_proto``
+    writes for numeric arrays), without TensorFlow's slower general path; ``None`` otherwise."""
+    dtype = _RAW_DTYPES.get(spec.dtype)
+    if dtype is None or not proto.tensor_content:
+        return None
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+
+
+def fill_tensor_proto(out: Any, arr: np.ndarray) -> None:
+    """Write ``arr`` into the TensorProto ``out``: raw content for numbers, else TensorFlow's way."""
+    name = _NUMPY_TO_DT.get(arr.dtype.str)
+    if name is None:
+        out.CopyFrom(_tf.tensorflow().make_tensor_proto(arr))
+        return
+    out.dtype = _DTYPE_ENUMS[name]
+    for d in arr.shape:
+        out.tensor_shape.dim.add(size=d)
+    out.tensor_content = np.ascontiguousarray(arr).tobytes()
+
+
+_NUMPY_TO_DT = {dtype.str: name for name, dtype in _RAW_DTYPES.items() if dtype.byteorder != ">"}
 
 
 def _tensor_info(spec: TensorSpec, meta_graph_pb2: Any) -> Any:
@@ -216,7 +238,7 @@ def _serialized_examples(input_proto: Any) -> list[bytes]:
 
 
 def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
-    _apis()
+    _require_apis()
     from tensorflow_serving.apis import (
         classification_pb2,
         get_model_metadata_pb2,
@@ -228,7 +250,6 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         regression_pb2,
     )
 
-    tf = _tf.tensorflow()
     repo = repository
 
     async def run(
@@ -283,7 +304,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
             response = predict_pb2.PredictResponse()
             answer_spec(response.model_spec, servable, sig.name)
             for key in wanted:
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+                fill_tensor_proto(response.outputs[key], outputs[key])
             return response
 
         @_rpc("Classify")

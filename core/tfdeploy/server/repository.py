@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -309,6 +309,7 @@ class ModelRepository:
         if not names:
             raise ConfigError("a model server config needs at least one model")
         with self._reconcile_lock:
+            previous = {n: m.config for n, m in self._models.items()}
             with self._lock:
                 for c in configs:
                     if c.name in self._models:
@@ -325,7 +326,15 @@ class ModelRepository:
                 with self._lock:
                     del self._models[model.config.name]
             for c in configs:
-                self._check_labels(self._models[c.name])
+                model = self._models[c.name]
+                try:
+                    self._check_labels(model)
+                except ConfigError:
+                    # Versions are loaded as asked; the labels keep their previous meaning.
+                    old = previous.get(c.name)
+                    with self._lock:
+                        model.config = replace(c, labels=old.labels if old else {})
+                    raise
 
     # --- reconciliation -------------------------------------------------------------------
 

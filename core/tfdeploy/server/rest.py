@@ -179,7 +179,7 @@ class RestApp:
             return "noop", 200, _JSON, b'{"predictions":[]}'
         self._method(method, "GET", "HEAD")
         if path in ("/openapi.json", "/swagger.json"):
-            return "openapi", 200, _JSON, self._spec(scope)
+            return "openapi", 200, _JSON, self._spec()
         if path in ("/healthz", "/healthz/ready", "/healthz/live"):
             return self._health(path)
         if path == "/metrics":
@@ -325,7 +325,7 @@ class RestApp:
 
     # --- documents ------------------------------------------------------------------------
 
-    def _spec(self, scope: Scope) -> bytes:
+    def _spec(self) -> bytes:
         servable = self.repository.resolve()
         cached = self._spec_cache
         if cached is not None and cached[0] is servable:
