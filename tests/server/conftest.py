@@ -112,6 +112,31 @@ def examples_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def spin_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input ``n`` (int64); the model counts to the largest ``n`` before answering ``done``.
+
+    A request with a large ``n`` keeps the model busy, so tests can fill its queue.
+    """
+    from tfdeploy import _tf
+    from tfdeploy.export import export_savedmodel
+
+    tf = _tf.tensorflow()
+
+    class Spin(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="n")])
+        def serve(self, n: Any) -> dict[str, Any]:
+            limit = tf.reduce_max(n)
+            count, _ = tf.while_loop(
+                lambda i, a: i < limit,
+                lambda i, a: (i + 1, a + 1.0),
+                (tf.constant(0, tf.int64), tf.constant(0.0)),
+            )
+            return {"done": tf.fill(tf.shape(n), count)}
+
+    return export_savedmodel(Spin(), tmp_path_factory.mktemp("spin") / "savedmodel")
+
+
 @pytest.fixture(scope="module")
 def digits_server(digits_savedmodel: Path) -> Iterator[ServerHandle]:
     """The digits model served in the background with gRPC, for one test module."""

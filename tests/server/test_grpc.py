@@ -198,3 +198,21 @@ def test_reload_config_applies_the_whole_config(
     assert status == 404  # the refused label was not applied
     status, body = http("GET", server.url + "/v1/models/digits/labels/stable")
     assert body["model_version_status"][0]["version"] == "2"
+
+
+def test_a_malformed_tensor_is_invalid_argument_and_the_server_keeps_serving(
+    predictions: Any,
+) -> None:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "digits"
+    tensor = request.inputs["image"]
+    tensor.dtype = tf.float32.as_datatype_enum
+    tensor.tensor_shape.dim.add(size=1)
+    tensor.tensor_shape.dim.add(size=64)
+    tensor.tensor_content = b"\x00" * 10  # not 64 floats
+    with pytest.raises(grpc.RpcError) as err:
+        predictions.Predict(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    request.inputs["image"].CopyFrom(tf.make_tensor_proto(np.zeros((2, 64), np.float32)))
+    response = predictions.Predict(request, timeout=30)
+    assert tf.make_ndarray(response.outputs["prediction"]).shape == (2, 10)

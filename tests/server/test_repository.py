@@ -148,3 +148,46 @@ def test_a_broken_version_leaves_the_old_one_serving(
     assert versions(server, "digits")["1"] == "AVAILABLE"
     status, _ = http("POST", server.url + "/v1/models/digits:predict", {"instances": [[0.0] * 64]})
     assert status == 200
+
+
+def test_removing_every_version_makes_the_server_not_ready(
+    polled: tuple[ServerHandle, Path],
+) -> None:
+    server, base = polled
+    assert http("GET", server.url + "/healthz")[0] == 200
+    shutil.rmtree(base / "1")
+    wait_for(lambda: versions(server, "digits") == {"1": "END"}, "version 1 to be unloaded")
+    status, body = http("GET", server.url + "/healthz")
+    assert status == 503 and body["ready"] is False
+    assert http("GET", server.url + "/healthz/live")[0] == 200
+    status, body = http(
+        "POST", server.url + "/v1/models/digits:predict", {"instances": [[0.0] * 64]}
+    )
+    assert status == 404 and "Latest(digits)" in body["error"]
+
+
+def test_latest_two_versions_serve_and_follow_new_folders(
+    tmp_path: Path, digits_savedmodel: Path
+) -> None:
+    base = tmp_path / "digits"
+    base.mkdir()
+    for v in (1, 2, 3):
+        shutil.copytree(digits_savedmodel, base / str(v))
+    config = tmp_path / "models.config"
+    config.write_text(
+        "model_config_list { config { name: 'digits' base_path: 'digits'"
+        " model_version_policy { latest { num_versions: 2 } } } }"
+    )
+    server = serve_savedmodel(
+        model_config_file=config, port=0, background=True, quiet=True, poll_seconds=0.1
+    )
+    assert server is not None
+    try:
+        assert versions(server, "digits") == {"3": "AVAILABLE", "2": "AVAILABLE"}
+        publish(digits_savedmodel, base, 4)
+        wait_for(
+            lambda: versions(server, "digits") == {"4": "AVAILABLE", "3": "AVAILABLE", "2": "END"},
+            "version 4 in, version 2 out",
+        )
+    finally:
+        server.stop()

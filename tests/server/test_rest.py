@@ -10,6 +10,7 @@ import json
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -277,26 +278,37 @@ def test_health_and_metrics(server: ServerHandle) -> None:
     assert 'tfdeploy_requests_total{protocol="rest",route="tfs_predict",status="200"}' in text
 
 
-def test_queue_bound_answers_503(digits_savedmodel: Path) -> None:
-    # One request holds the only worker (it waits 2 s for company); the queue takes one more.
-    handle = serve_savedmodel(
-        digits_savedmodel,
-        port=0,
-        background=True,
-        quiet=True,
-        max_enqueued=1,
-        max_batch_size=2,
-        batch_timeout_micros=2_000_000,
-    )
+def test_queue_bound_answers_503(spin_savedmodel: Path) -> None:
+    handle = serve_savedmodel(spin_savedmodel, port=0, background=True, quiet=True, max_enqueued=1)
     assert handle is not None
+    metrics = handle.repository.metrics
+    url = handle.url + "/serving_default/predict"
+    answers: dict[str, Any] = {}
+
+    def send(name: str, n: int) -> None:
+        answers[name] = http("POST", url, {"instances": [n]})
+
+    busy = threading.Thread(target=send, args=("busy", 1_000_000))
+    queued = threading.Thread(target=send, args=("queued", 1))
     try:
-        url = handle.url + "/serving_default/predict"
-        big = {"instances": [[0.0] * 64] * 3}  # larger than a batch: runs alone
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda _: http("POST", url, big), range(8)))
-        statuses = sorted(s for s, _ in results)
-        assert 200 in statuses and 503 in statuses
-        assert all("busy" in b["error"] for s, b in results if s == 503)
-        assert http("POST", url, big)[0] == 200
+        busy.start()
+        wait_until(lambda: metrics.model_calls.value("default/1") == 1)  # the model is busy
+        queued.start()
+        wait_until(lambda: handle.repository.queue_depth() == 1)  # the queue is full
+        status, body = http("POST", url, {"instances": [1]})
+        assert status == 503 and "busy" in body["error"]
+        busy.join()
+        queued.join()
+        assert answers["busy"] == (200, {"predictions": [1_000_000]})
+        assert answers["queued"] == (200, {"predictions": [1]})
+        assert http("POST", url, {"instances": [2]}) == (200, {"predictions": [2]})
     finally:
         handle.stop()
+
+
+def wait_until(condition: Any, limit: float = 60.0) -> None:
+    """Poll ``condition``; a guard against hanging, not a timing assertion."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.005)

@@ -68,6 +68,7 @@ class HttpError(TfdeployError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.code = "NOT_FOUND" if status == 404 else "INVALID_ARGUMENT"
 
     @property
     def http_status(self) -> int:

@@ -9,6 +9,12 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// JSON indented for reading, with arrays of plain values kept on one line.
+function pretty(value) {
+  return JSON.stringify(value, null, 2).replace(
+    /\[\s+([^\[\]{}]*?)\s+\]/g, (_, inner) => "[" + inner.replace(/\s+/g, " ") + "]");
+}
+
 function tensorTable(title, tensors) {
   const table = el("table", { class: title },
     el("tr", {}, el("th", {}, title), el("th", {}, "dtype"), el("th", {}, "shape")));
@@ -30,7 +36,7 @@ async function send(path, textarea, output, status) {
     });
     const text = await response.text();
     let shown = text;
-    try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON: show as is */ }
+    try { shown = pretty(JSON.parse(text)); } catch (e) { /* not JSON: show as is */ }
     output.textContent = shown;
     status.textContent = "HTTP " + response.status;
     status.className = response.ok ? "status status-ok" : "status status-error";
@@ -44,7 +50,7 @@ function signatureSection(path, operation) {
   const sig = operation["x-signature"];
   const example = operation.requestBody.content["application/json"].example;
   const textarea = el("textarea", { class: "request", spellcheck: "false" });
-  textarea.value = JSON.stringify(example, null, 2);
+  textarea.value = pretty(example);
   const output = el("pre", { class: "response" });
   const status = el("span", { class: "status" });
   const button = el("button", { class: "send", type: "button" }, "Send");
