@@ -191,3 +191,50 @@ def test_latest_two_versions_serve_and_follow_new_folders(
         )
     finally:
         server.stop()
+
+
+def test_an_empty_base_path_serves_the_first_version_that_appears(
+    digits_savedmodel: Path, tmp_path: Path
+) -> None:
+    """As TF Serving does: start on an empty base path, then serve what a deploy writes."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = tmp_path / "digits"
+    base.mkdir()
+    handle = serve_savedmodel(
+        model_base_path=base, model_name="digits", port=0, background=True, poll_seconds=0.1
+    )
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{handle.url}/v1/models/digits/metadata", timeout=5)
+        assert err.value.code == 404
+        shutil.copytree(digits_savedmodel, tmp_path / "staging")
+        (tmp_path / "staging").rename(base / "1")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{handle.url}/v1/models/digits", timeout=5) as r:
+                    status = json.loads(r.read())
+                if status["model_version_status"][0]["state"] == "AVAILABLE":
+                    break
+            except urllib.error.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert status["model_version_status"][0] == {
+            "version": "1",
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }
+    finally:
+        handle.stop()
+
+
+def test_a_missing_base_path_is_a_clear_error(tmp_path: Path) -> None:
+    from tfdeploy.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="no SavedModel version to serve"):
+        serve_savedmodel(
+            model_base_path=tmp_path / "nope", model_name="digits", port=0, background=True
+        )

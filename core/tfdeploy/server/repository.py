@@ -263,13 +263,21 @@ class ModelRepository:
             self.close()
             raise ModelNotFoundError("could not load " + "; ".join(failed))
         for m in self._models.values():
-            if not any(v.state == "AVAILABLE" for v in m.versions.values()):
+            if any(v.state == "AVAILABLE" for v in m.versions.values()):
+                continue
+            if m.config.fixed or self.poll_seconds <= 0 or not m.config.base_path.is_dir():
                 self.close()
                 raise ModelNotFoundError(
                     f"model {m.config.name!r}: no SavedModel version to serve under "
                     f"{m.config.base_path}",
                     hint="a base path holds integer version folders, e.g. <base>/1/saved_model.pb",
                 )
+            # As TF Serving does: an empty base path is served once a version appears in it.
+            log.warning(
+                "no versions of model %r under %s yet; waiting for one to appear",
+                m.config.name,
+                m.config.base_path,
+            )
         if self.poll_seconds > 0 and any(not m.config.fixed for m in self._models.values()):
             self._poller = threading.Thread(
                 target=self._poll_loop, name="tfdeploy-poll", daemon=True

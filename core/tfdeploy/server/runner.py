@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfdeploy.errors import ConfigError, DependencyError
+from tfdeploy.errors import ConfigError, DependencyError, ServableNotFoundError
 from tfdeploy.server.batching import BatchingOptions
 from tfdeploy.server.metrics import Metrics
 from tfdeploy.server.repository import (
@@ -159,9 +159,11 @@ def _shutdown(grpc_server: Any, repository: ModelRepository) -> None:
 
 
 def _banner(url: str, repository: ModelRepository, grpc_address: str | None) -> str:
-    servable = repository.resolve()
     lines = [f"Starting server under {url} with the following API entry points:"]
-    lines += [f"  {url}/{name}/predict/" for name in servable.signatures]
+    try:
+        lines += [f"  {url}/{name}/predict/" for name in repository.resolve().signatures]
+    except ServableNotFoundError:
+        lines.append(f"  {url}/<signature>/predict/ (once a model version is loaded)")
     for name in repository.names:
         lines.append(f"TF Serving REST: {url}/v1/models/{name}")
     if grpc_address:
