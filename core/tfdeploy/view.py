@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,21 +40,23 @@ def write_graphs(
 def launch_tensorboard(
     logdir: str | os.PathLike[str], *, port: int = 6006, host: str = "127.0.0.1"
 ) -> int:
-    """Run TensorBoard on ``logdir`` until it exits or Ctrl-C; returns its exit status."""
+    """Run TensorBoard on ``logdir`` until it exits, Ctrl-C or SIGTERM; returns its exit status.
+
+    SIGTERM is passed on to TensorBoard, so stopping ``tfdeploy view`` never leaves it behind.
+    """
     if not tensorboard_installed():
         raise DependencyError("TensorBoard is not installed", hint=INSTALL_HINT)
-    command = [
-        sys.executable,
-        "-m",
-        "tensorboard.main",
-        "--logdir",
-        str(logdir),
-        "--port",
-        str(port),
-        "--host",
-        host,
-    ]
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)]
+    command += ["--port", str(port), "--host", host]
     try:
-        return subprocess.call(command)
+        process = subprocess.Popen(command)
     except OSError as exc:
         raise TfdeployError(f"cannot start TensorBoard: {exc}") from exc
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: process.send_signal(signum))
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -85,9 +85,7 @@ def test_user_errors_are_one_line_without_traceback_unless_debugging(tmp_path: P
     result = run_process(["inspect", str(tmp_path / "missing")])
     assert result.returncode == 1
     assert result.stderr.startswith("Error: no such file or directory")
-    assert (
-        "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    )
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "— give the path of a SavedModel directory" in result.stderr  # the fix, same line
     debug = run_process(["inspect", str(tmp_path / "missing")], env={"TFDEPLOY_DEBUG": "1"})
     assert debug.returncode == 1 and "Traceback" in debug.stderr
@@ -314,3 +312,13 @@ def test_view_launches_tensorboard_on_the_graph(digits_savedmodel: Path, tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=30)
+    # Stopping `tfdeploy view` stops the TensorBoard it started.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=1)
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("TensorBoard kept running after tfdeploy view stopped")
