@@ -14,7 +14,8 @@ One run, one machine, loopback only, bounded in time:
    ``/_noop``, which parses the same body and answers without predicting. Rounds interleave
    the three; the median round is reported.
 3. gRPC ``Predict`` and REST predict are compared with one Python asyncio load generator (32
-   concurrent callers each), since wrk speaks no gRPC.
+   concurrent callers each), since wrk speaks no gRPC. benchmarks/server_grpc_vs_rest.py
+   compares them with one C load generator (h2load) for both.
 
 Goals (issue 3): tfdeploy ≥ 10× MLflow's requests/s with p99 ≤ ¼ of MLflow's; predict ≥ 60% of
 the do-nothing route; gRPC at least as fast as REST. Results also go to

@@ -160,12 +160,13 @@ class Servable:
         self.version = version
         self.model = model
         self.batcher = Batcher(model.run, options, name=f"{name}/{version}", metrics=metrics)
+        # Read once: a loaded version's signatures never change, and every request needs them.
+        self._signatures: Mapping[str, Signature] = model.signatures
 
     @property
     def signatures(self) -> Mapping[str, Signature]:
         """The version's serving signatures."""
-        sigs: Mapping[str, Signature] = self.model.signatures
-        return sigs
+        return self._signatures
 
     def submit(
         self,
