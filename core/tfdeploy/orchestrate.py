@@ -8,6 +8,7 @@ others. Transient failures are retried with backoff until ``timeout``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -18,12 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from tfdeploy import config as configuration
 from tfdeploy.errors import ConfigError, TargetError, TfdeployError, TransientError
 from tfdeploy.signatures import DEFAULT_SIGNATURE
 from tfdeploy.targets import DeployResult, Plan, Progress, Status, Target, TargetConfig
+
+if TYPE_CHECKING:
+    from tfdeploy.predictions import Predictions
 
 #: Exit statuses of the CLI: all went well, something failed, verify found a mismatch.
 EXIT_OK, EXIT_FAILED, EXIT_MISMATCH = 0, 1, 3
@@ -576,6 +580,41 @@ def predict_target(
     body = contract.as_request(instances, signature_name or project.signature)
     with _opened(project, target, overrides, Progress()) as t:
         return with_retries(lambda: t.predict(body), timeout=timeout)
+
+
+def is_target(name: str, *, config: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``name`` is a target of deploy.yaml (``config``, or ./deploy.yaml)."""
+    found = configuration.find(config) if config is not None else configuration.find()
+    return found is not None and name in configuration.load(found).targets
+
+
+def predict_instances(
+    instances: Any,
+    target: str,
+    *,
+    config: str | os.PathLike[str] | None = None,
+    signature_name: str | None = None,
+    batch_size: int = 512,
+    overrides: Mapping[str, Any] | None = None,
+    timeout: float = 60.0,
+) -> Predictions:
+    """Predict ``instances`` through a target, ``batch_size`` instances per request."""
+    from tfdeploy import contract
+    from tfdeploy.predictions import Predictions
+
+    project = open_project(config)
+    body = contract.as_request(instances, signature_name or project.signature)
+    with _opened(project, target, overrides, Progress()) as t:
+        if "inputs" in body:
+            answer = with_retries(lambda: t.predict(body), timeout=timeout)
+            return Predictions.from_answer({"predictions": answer.get("outputs", [])})
+        contract.check_not_empty(body["instances"])
+        rows: list[Any] = []
+        for start in range(0, len(body["instances"]), batch_size):
+            chunk = dict(body, instances=body["instances"][start : start + batch_size])
+            answer = with_retries(functools.partial(t.predict, chunk), timeout=timeout)
+            rows.extend(answer["predictions"])
+    return Predictions.from_answer({"predictions": rows})
 
 
 def verify(

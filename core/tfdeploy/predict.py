@@ -27,7 +27,9 @@ def predict_savedmodel(
     :func:`~tfdeploy.load_savedmodel` for repeated calls), a SavedModel path (directory,
     ``saved_model.pb``, version base path or ``.tar.gz`` bundle, loaded for this call), or an
     ``http(s)://`` URL of a server speaking TF Serving's REST API (``.../v1/models/NAME``) or
-    the R tfdeploy one (``http://host:port``, posting to ``/<signature>/predict``).
+    the R tfdeploy one (``http://host:port``, posting to ``/<signature>/predict``), or the
+    name of a target in ./deploy.yaml (``predict_savedmodel(x, "prod")``), which answers
+    through its own protocol.
 
     ``instances`` is a list of instances, a numpy array whose first dimension is the batch, or
     a whole request (``{"instances": ...}`` or ``{"inputs": ...}``). Instances are sent in
@@ -43,6 +45,17 @@ def predict_savedmodel(
         return predict_url(
             instances, model, signature_name=signature_name, batch_size=batch_size, timeout=timeout
         )
+    if isinstance(model, str) and not os.path.exists(model):
+        from tfdeploy import orchestrate
+
+        if orchestrate.is_target(model):
+            return orchestrate.predict_instances(
+                instances,
+                model,
+                signature_name=signature_name,
+                batch_size=batch_size,
+                timeout=timeout,
+            )
     if isinstance(model, (str, os.PathLike)):
         loaded = LoadedModel(model)
         return loaded.predict_instances(
@@ -50,7 +63,8 @@ def predict_savedmodel(
         )
     raise TfdeployError(
         f"cannot predict with a {type(model).__name__}",
-        hint="pass a model from load_savedmodel(), a SavedModel path, or an http(s):// URL",
+        hint="pass a model from load_savedmodel(), a SavedModel path, an http(s):// URL "
+        "or a deploy.yaml target name",
     )
 
 

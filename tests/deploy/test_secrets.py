@@ -41,7 +41,7 @@ def test_a_secret_never_appears_anywhere(
         cli(
             "predict",
             "--target",
-            "guarded",
+            "files",
             "--input",
             str(tfdeploy_project.root / "instances.json"),
             "--config",
@@ -51,6 +51,7 @@ def test_a_secret_never_appears_anywhere(
     text = "\n".join(r.stdout + r.stderr for r in runs)
     assert "***" in text  # the pasted path was masked in its error
     assert "cannot write version" in text
+    assert "target 'files' has no server to predict with" in text
     assert SECRET not in text
     # Nor in anything deployed or packaged.
     found = subprocess.run(

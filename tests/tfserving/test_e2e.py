@@ -315,3 +315,22 @@ def test_a_version_the_server_cannot_load_is_withdrawn_and_the_previous_keeps_se
     after = served.target().status()
     assert (after.version, after.digest, after.state) == (before.version, before.digest, "serving")
     assert served.versions_on_server()[int(before.version or 0)] == "AVAILABLE"
+
+
+def test_predict_through_a_deploy_yaml_target_from_python_and_the_cli(
+    served: Served, digits_model: Any, digits_instances: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfdeploy import predict_savedmodel
+
+    monkeypatch.chdir(served.root)
+    want = np.asarray(digits_model.predict_instances(digits_instances).to_numpy())
+    for target in ("grpc", "rest"):
+        got = predict_savedmodel(digits_instances, target, batch_size=2)
+        assert len(got) == 5
+        np.testing.assert_allclose(np.asarray(got.to_numpy()), want, atol=1e-5)
+    cli = CLI(served.root)
+    result = cli("predict", "--target", "grpc", "--input", "instances.json", "--json")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["predictions"]) == 5
+    both = cli("predict", "--target", "grpc", "--model", "savedmodel", "--input", "instances.json")
+    assert both.returncode == 2 and "exactly one of --model or --target" in both.stderr

@@ -144,9 +144,16 @@ def package(path: Path, name: str, version: int, output_dir: Path, as_json: bool
 @click.option(
     "--model",
     "model",
-    required=True,
     help="SavedModel path (dir, saved_model.pb, base path or .tar.gz) or http(s):// URL.",
 )
+@click.option("--target", help="A deploy.yaml target (or plugin name, with -C) to predict through.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="The deploy.yaml for --target (default: ./deploy.yaml).",
+)
+@click.option("-C", "overrides", multiple=True, metavar="KEY=VALUE", help="Target setting.")
 @click.option("--input", "input_file", help="Instances: a JSON file, JSON lines, or - for stdin.")
 @click.option("--signature", default="serving_default", show_default=True, help="Signature name.")
 @click.option(
@@ -158,12 +165,36 @@ def package(path: Path, name: str, version: int, output_dir: Path, as_json: bool
 )
 @json_option
 def predict(
-    model: str, input_file: str | None, signature: str, batch_size: int, as_json: bool
+    model: str | None,
+    target: str | None,
+    config_file: Path | None,
+    overrides: tuple[str, ...],
+    input_file: str | None,
+    signature: str,
+    batch_size: int,
+    as_json: bool,
 ) -> None:
-    """Predict instances with a local SavedModel or a running server."""
+    """Predict instances with a local SavedModel, a running server or a deploy target."""
     from tfdeploy.predict import predict_savedmodel
 
+    if (model is None) == (target is None):
+        raise click.UsageError("give exactly one of --model or --target")
     instances = read_input(input_file)
+    if target is not None:
+        from tfdeploy.cli.deploy import _redacting, parse_overrides
+        from tfdeploy.orchestrate import predict_instances
+
+        predictions = _redacting(predict_instances)(
+            instances,
+            target,
+            config=config_file,
+            signature_name=signature,
+            batch_size=batch_size,
+            overrides=parse_overrides(overrides),
+        )
+        click.echo(predictions.to_json() if as_json else predictions.format(limit=None))
+        return
+    assert model is not None
     if not model.startswith(("http://", "https://")):
         status_line(f"loading {model} ...", quiet=as_json)
     predictions = predict_savedmodel(
