@@ -284,6 +284,19 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         out.version.value = servable.version
         out.signature_name = signature
 
+    async def run_examples(request: Any, kind: str, out_spec: Any) -> dict[str, np.ndarray]:
+        """Run a Classify or Regress request's tf.Examples; fill the answer's model_spec."""
+        servable = resolve(request.model_spec)
+        sig = contract.select_signature(
+            servable.signatures, request.model_spec.signature_name or None
+        )
+        key = examples_input(sig, kind)
+        protos = _serialized_examples(request.input)
+        inputs = {key: np.array(protos, dtype=object)}
+        outputs = await run(servable, sig.name, inputs, len(protos), request.model_spec)
+        answer_spec(out_spec, servable, sig.name)
+        return outputs
+
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
         """tensorflow.serving.PredictionService."""
 
@@ -309,21 +322,8 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
 
         @_rpc("Classify")
         async def Classify(self, request: Any, context: Any) -> Any:
-            servable = resolve(request.model_spec)
-            sig = contract.select_signature(
-                servable.signatures, request.model_spec.signature_name or None
-            )
-            key = examples_input(sig, "classify")
-            protos = _serialized_examples(request.input)
-            outputs = await run(
-                servable,
-                sig.name,
-                {key: np.array(protos, dtype=object)},
-                len(protos),
-                request.model_spec,
-            )
             response = classification_pb2.ClassificationResponse()
-            answer_spec(response.model_spec, servable, sig.name)
+            outputs = await run_examples(request, "classify", response.model_spec)
             for row in contract.classify_results(outputs):
                 c = response.result.classifications.add()
                 for label, score in row:
@@ -332,21 +332,8 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
 
         @_rpc("Regress")
         async def Regress(self, request: Any, context: Any) -> Any:
-            servable = resolve(request.model_spec)
-            sig = contract.select_signature(
-                servable.signatures, request.model_spec.signature_name or None
-            )
-            key = examples_input(sig, "regress")
-            protos = _serialized_examples(request.input)
-            outputs = await run(
-                servable,
-                sig.name,
-                {key: np.array(protos, dtype=object)},
-                len(protos),
-                request.model_spec,
-            )
             response = regression_pb2.RegressionResponse()
-            answer_spec(response.model_spec, servable, sig.name)
+            outputs = await run_examples(request, "regress", response.model_spec)
             for value in contract.regress_results(outputs):
                 response.result.regressions.add(value=value)
             return response
