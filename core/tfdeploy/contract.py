@@ -18,7 +18,6 @@ import base64
 import binascii
 import json
 import math
-import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -193,7 +192,7 @@ def prepare(
     """
     if not isinstance(body, Mapping):
         raise InvalidInputError(
-            f"the request must be a JSON object, not {_json_kind(body)}",
+            f"the request must be a JSON object, not {json_kind(body)}",
             hint='send {"instances": [...]} or {"inputs": ...}',
         )
     has_rows, has_columns = "instances" in body, "inputs" in body
@@ -240,12 +239,12 @@ def rows_to_arrays(instances: Any, signature: Signature) -> dict[str, np.ndarray
         return {spec.key: coerce(instances, spec, batched=True, where="instances")}
     if not isinstance(instances, (list, tuple)):
         raise InvalidInputError(
-            f"'instances' must be a list with one entry per example, not {_json_kind(instances)}"
+            f"'instances' must be a list with one entry per example, not {json_kind(instances)}"
         )
     check_not_empty(instances)
     names = list(signature.inputs)
     first = instances[0]
-    named = isinstance(first, Mapping) and not _is_b64(first)
+    named = isinstance(first, Mapping) and not is_b64(first)
     if len(names) == 1 and not named:
         spec = signature.inputs[names[0]]
         return {spec.key: coerce(instances, spec, batched=True, where="instances")}
@@ -258,9 +257,9 @@ def rows_to_arrays(instances: Any, signature: Signature) -> dict[str, np.ndarray
     columns: dict[str, list[Any]] = {n: [] for n in names}
     expected = set(names)
     for i, inst in enumerate(instances):
-        if not isinstance(inst, Mapping) or _is_b64(inst):
+        if not isinstance(inst, Mapping) or is_b64(inst):
             raise InvalidInputError(
-                f"instances[{i}] is {_json_kind(inst)}; every instance must be an object keyed "
+                f"instances[{i}] is {json_kind(inst)}; every instance must be an object keyed "
                 f"by input name ({', '.join(names)})"
             )
         if inst.keys() != expected:
@@ -276,7 +275,7 @@ def rows_to_arrays(instances: Any, signature: Signature) -> dict[str, np.ndarray
 def columns_to_arrays(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
     """Convert columnar ``inputs`` into one array per input."""
     names = list(signature.inputs)
-    if isinstance(inputs, Mapping) and not _is_b64(inputs):
+    if isinstance(inputs, Mapping) and not is_b64(inputs):
         if inputs.keys() != set(names):
             _check_names(inputs.keys(), signature, where="inputs")
         return {
@@ -315,11 +314,13 @@ def _check_names(given: Any, signature: Signature, *, where: str) -> None:
     )
 
 
-def _is_b64(value: Any) -> bool:
+def is_b64(value: Any) -> bool:
+    """Whether ``value`` is a binary value in the contract's form, ``{"b64": "..."}``."""
     return isinstance(value, Mapping) and len(value) == 1 and "b64" in value
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How to name ``value``'s JSON type in an error message: "a list", "an object", ..."""
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, (list, tuple)):
@@ -428,7 +429,7 @@ def _strings(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
         if isinstance(v, bytes):
             return v
         if isinstance(v, Mapping):
-            if not _is_b64(v) or not isinstance(v["b64"], str):
+            if not is_b64(v) or not isinstance(v["b64"], str):
                 raise InvalidInputError(
                     f"{where}: input {spec.key!r} got an object; binary values are "
                     '{"b64": "<base64 text>"}'
@@ -442,7 +443,7 @@ def _strings(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
         if isinstance(v, np.ndarray):
             return [convert(x) for x in v.tolist()]
         raise InvalidInputError(
-            f"{where}: input {spec.key!r} expects strings (DT_STRING); got {_json_kind(v)}"
+            f"{where}: input {spec.key!r} expects strings (DT_STRING); got {json_kind(v)}"
         )
 
     converted = convert(value)
@@ -536,7 +537,7 @@ def _odd_values(value: Any) -> str:
             return None
         if isinstance(v, int):
             return "a number too large to represent"
-        return _json_kind(v)
+        return json_kind(v)
 
     return walk(value) or "values of mixed types"
 
@@ -617,116 +618,3 @@ def all_finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(all_finite(v) for v in value)
     return True
-
-
-# --- classify and regress: tf.Example requests -------------------------------------------
-
-
-def examples_to_protos(body: Any) -> list[bytes]:
-    """Turn a ``:classify``/``:regress`` body into serialized ``tf.Example`` protos.
-
-    ``{"examples": [{feature: value}], "context"?: {feature: value}}``: a value is a number,
-    a string, ``{"b64": ...}`` or a list of one kind; whole numbers become an ``int64_list``,
-    other numbers a ``float_list``, strings and b64 a ``bytes_list``. Context features are
-    added to every example. Encoded by hand so that no TensorFlow is needed.
-    """
-    if not isinstance(body, Mapping):
-        raise InvalidInputError(f"the request must be a JSON object, not {_json_kind(body)}")
-    examples = body.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise InvalidInputError(
-            "'examples' must be a non-empty list of objects keyed by feature name",
-            hint='send {"examples": [{"feature": value, ...}]}',
-        )
-    context = body.get("context", {})
-    if not isinstance(context, Mapping):
-        raise InvalidInputError("'context' must be an object keyed by feature name")
-    shared = {str(k): _feature(v, f"context.{k}") for k, v in context.items()}
-    out = []
-    for i, ex in enumerate(examples):
-        if not isinstance(ex, Mapping):
-            raise InvalidInputError(f"examples[{i}] is {_json_kind(ex)}, not an object")
-        features = {**shared, **{str(k): _feature(v, f"examples[{i}].{k}") for k, v in ex.items()}}
-        entries = b"".join(
-            _field(1, _field(1, k.encode()) + _field(2, f)) for k, f in sorted(features.items())
-        )
-        out.append(_field(1, entries))
-    return out
-
-
-def _varint_bytes(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64 values travel as their two's complement
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
-
-
-def _feature(value: Any, where: str) -> bytes:
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if all(isinstance(v, (str, bytes)) or _is_b64(v) for v in values):
-        items = []
-        for v in values:
-            if isinstance(v, str):
-                items.append(v.encode())
-            elif isinstance(v, bytes):
-                items.append(v)
-            else:
-                try:
-                    items.append(base64.b64decode(str(v["b64"]), validate=True))
-                except (binascii.Error, ValueError) as exc:
-                    raise InvalidInputError(f"{where}: invalid base64") from exc
-        return _field(1, b"".join(_field(1, b) for b in items))  # bytes_list
-    if not all(isinstance(v, (int, float)) for v in values):
-        raise InvalidInputError(
-            f'{where}: a feature is a number, a string, {{"b64": ...}} or a list of one kind'
-        )
-    if all(isinstance(v, int) for v in values):
-        if any(not -(2**63) <= v < 2**63 for v in values):
-            raise InvalidInputError(f"{where}: a value is out of range for int64")
-        return _field(3, _field(1, b"".join(_varint_bytes(int(v)) for v in values)))
-    try:
-        packed = struct.pack(f"<{len(values)}f", *values)
-    except (OverflowError, struct.error) as exc:
-        raise InvalidInputError(f"{where}: a value is out of range for float") from exc
-    return _field(2, _field(1, packed))  # float_list
-
-
-def classify_results(outputs: Mapping[str, np.ndarray]) -> list[list[list[Any]]]:
-    """TF Serving's ``:classify`` results: per example, a list of ``[label, score]`` pairs."""
-    classes, scores = outputs.get("classes"), outputs.get("scores")
-    ref = scores if scores is not None else classes
-    if ref is None:
-        raise InvalidModelError("a classify signature must output 'classes' or 'scores'")
-    n = ref.shape[0]
-    k = ref.reshape(n, -1).shape[1]
-    labels = classes.reshape(n, -1) if classes is not None else None
-    values = scores.reshape(n, -1) if scores is not None else None
-    results = []
-    for i in range(n):
-        row = []
-        for j in range(k):
-            label = labels[i, j] if labels is not None else b""
-            text = label.decode("utf-8", "replace") if isinstance(label, bytes) else str(label)
-            row.append([text, float(values[i, j]) if values is not None else 0.0])
-        results.append(row)
-    return results
-
-
-def regress_results(outputs: Mapping[str, np.ndarray]) -> list[float]:
-    """TF Serving's ``:regress`` results: one number per example."""
-    arr = outputs.get("outputs")
-    if arr is None:
-        if len(outputs) != 1:
-            raise InvalidModelError("a regress signature must output 'outputs'")
-        (arr,) = outputs.values()
-    return [float(v) for v in arr.reshape(arr.shape[0], -1)[:, 0]] if arr.ndim else [float(arr)]

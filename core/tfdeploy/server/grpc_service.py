@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfdeploy import _tf, contract
+from tfdeploy import _tf, contract, examples_format
 from tfdeploy.errors import DependencyError, InvalidInputError, TfdeployError
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 from tfdeploy.server.rest import examples_input
@@ -324,7 +324,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         async def Classify(self, request: Any, context: Any) -> Any:
             response = classification_pb2.ClassificationResponse()
             outputs = await run_examples(request, "classify", response.model_spec)
-            for row in contract.classify_results(outputs):
+            for row in examples_format.classify_results(outputs):
                 c = response.result.classifications.add()
                 for label, score in row:
                     c.classes.add(label=label, score=score)
@@ -334,7 +334,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         async def Regress(self, request: Any, context: Any) -> Any:
             response = regression_pb2.RegressionResponse()
             outputs = await run_examples(request, "regress", response.model_spec)
-            for value in contract.regress_results(outputs):
+            for value in examples_format.regress_results(outputs):
                 response.result.regressions.add(value=value)
             return response
 

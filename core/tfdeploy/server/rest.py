@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import contract
+from tfdeploy import contract, examples_format
 from tfdeploy.errors import (
     InvalidInputError,
     RequestTooLargeError,
@@ -270,7 +270,7 @@ class RestApp:
             raise InvalidInputError("signature_name must be a string")
         signature = contract.select_signature(servable.signatures, requested)
         key = examples_input(signature, verb)
-        protos = contract.examples_to_protos(body)
+        protos = examples_format.examples_to_protos(body)
         inputs = {key: np.array(protos, dtype=object)}
         future = repo.submit(
             servable,
@@ -284,8 +284,8 @@ class RestApp:
         )
         outputs = await future
         if verb == "classify":
-            return contract.dumps({"results": contract.classify_results(outputs)})
-        return contract.dumps({"results": contract.regress_results(outputs)})
+            return contract.dumps({"results": examples_format.classify_results(outputs)})
+        return contract.dumps({"results": examples_format.regress_results(outputs)})
 
     # --- TF Serving -----------------------------------------------------------------------
 
