@@ -384,6 +384,23 @@ def _run_each(
     return Report(outcomes)
 
 
+def _each_target(
+    project: Project,
+    names: Sequence[str],
+    overrides: Mapping[str, Any] | None,
+    call: Callable[[AnyTarget], T],
+    timeout: float,
+    quiet: bool,
+) -> Report[T]:
+    """Open each target in turn (concurrently for several), run ``call`` with retries."""
+
+    def work(n: str, progress: Progress) -> T:
+        with _opened(project, n, overrides, progress) as t:
+            return with_retries(lambda: call(t), timeout=timeout, progress=progress)
+
+    return _run_each(names, work, quiet=quiet)
+
+
 @contextmanager
 def _opened(
     project: Project, name: str, overrides: Mapping[str, Any] | None, progress: Progress
@@ -533,11 +550,7 @@ def plan(
         path=Path(info.path), manifest=Manifest.for_model(info, name=project.model_name, version=1)
     )
 
-    def work(n: str, progress: Progress) -> Plan:
-        with _opened(project, n, overrides, progress) as t:
-            return with_retries(lambda: t.plan(bundle), timeout=timeout, progress=progress)
-
-    return _run_each(names, work, quiet=quiet)
+    return _each_target(project, names, overrides, lambda t: t.plan(bundle), timeout, quiet)
 
 
 def status(
@@ -557,11 +570,7 @@ def status(
     project = open_project(config, name=name)
     names = _target_names(project, target, all_targets or not target)
 
-    def work(n: str, progress: Progress) -> Status:
-        with _opened(project, n, overrides, progress) as t:
-            return with_retries(t.status, timeout=timeout, progress=progress)
-
-    return _run_each(names, work, quiet=quiet)
+    return _each_target(project, names, overrides, lambda t: t.status(), timeout, quiet)
 
 
 def predict_target(
@@ -702,11 +711,7 @@ def undeploy(
     project = open_project(config, name=name)
     names = _target_names(project, target, False)
 
-    def work(n: str, progress: Progress) -> Status:
-        with _opened(project, n, overrides, progress) as t:
-            return with_retries(t.undeploy, timeout=timeout, progress=progress)
-
-    return _run_each(names, work, quiet=quiet)
+    return _each_target(project, names, overrides, lambda t: t.undeploy(), timeout, quiet)
 
 
 def rollback(
@@ -723,8 +728,4 @@ def rollback(
     project = open_project(config, name=name)
     names = _target_names(project, target, False)
 
-    def work(n: str, progress: Progress) -> Status:
-        with _opened(project, n, overrides, progress) as t:
-            return with_retries(lambda: t.rollback(to), timeout=timeout, progress=progress)
-
-    return _run_each(names, work, quiet=quiet)
+    return _each_target(project, names, overrides, lambda t: t.rollback(to), timeout, quiet)
