@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from server_vs_mlflow import CONNECTIONS, free_port, run_wrk, stop
+from server_vs_mlflow import CONNECTIONS, free_port, run_wrk, start_tfdeploy, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
@@ -139,39 +139,6 @@ def ensure_h2load() -> str:
     if not found:
         raise SystemExit("h2load could not be installed")
     return found
-
-
-def start_tfdeploy(model: Path, extra: list[str]) -> tuple[subprocess.Popen[str], str, str]:
-    """``tfdeploy serve`` on free ports; returns the process, its URL and gRPC address."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tfdeploy",
-            "serve",
-            str(model),
-            "--port",
-            "0",
-            "--grpc-port",
-            "0",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    url = grpc_address = ""
-    for line in proc.stdout:
-        if m := re.match(r"Starting server under (\S+) ", line):
-            url = m.group(1)
-        if m := re.match(r"gRPC: (\S+)", line):
-            grpc_address = m.group(1)
-        if line.startswith("Docs:"):
-            break
-    if not url or not grpc_address:
-        raise SystemExit("tfdeploy serve did not start")
-    return proc, url, grpc_address
 
 
 def start_stand_in(workdir: Path, mode: str) -> tuple[subprocess.Popen[str], str]:

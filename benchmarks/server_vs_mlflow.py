@@ -258,9 +258,13 @@ def run_python_grpc(address: str, instance: list[float], seconds: float) -> dict
 # --- servers ------------------------------------------------------------------------------
 
 
-def start_tfdeploy(model: Path) -> tuple[subprocess.Popen[str], str, str]:
+def start_tfdeploy(
+    model: Path, extra: list[str] | None = None
+) -> tuple[subprocess.Popen[str], str, str]:
+    """``tfdeploy serve`` on free ports; returns the process, its URL and gRPC address."""
+    command = [sys.executable, "-m", "tfdeploy", "serve", str(model), "--port", "0"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfdeploy", "serve", str(model), "--port", "0", "--grpc-port", "0"],
+        [*command, "--grpc-port", "0", *(extra or [])],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -274,7 +278,7 @@ def start_tfdeploy(model: Path) -> tuple[subprocess.Popen[str], str, str]:
             grpc_address = m.group(1)
         if line.startswith("Docs:"):
             break
-    if not url:
+    if not url or not grpc_address:
         raise SystemExit("tfdeploy serve did not start")
     return proc, url, grpc_address
 

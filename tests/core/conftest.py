@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,19 +21,3 @@ def multi_io_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     logits = keras.layers.Dense(2, name="logits")(joined)
     model = keras.Model([a, b], [score, logits])
     return export_savedmodel(model, tmp_path_factory.mktemp("multi") / "savedmodel")
-
-
-@pytest.fixture(scope="session")
-def string_module_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tf.Module whose signature takes strings and returns their lengths and the raw bytes."""
-    from tfdeploy import _tf
-    from tfdeploy.export import export_savedmodel
-
-    tf = _tf.tensorflow()
-
-    class Echo(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-        def serve(self, text: Any) -> dict[str, Any]:
-            return {"length": tf.strings.length(text), "echo_bytes": text}
-
-    return export_savedmodel(Echo(), tmp_path_factory.mktemp("echo") / "savedmodel")

@@ -50,10 +50,10 @@ def test_unbuilt_sequential_model_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "seq").exists()
 
 
-def test_tf_module_with_a_tf_function_signature(string_module_savedmodel: Path) -> None:
-    sig = read_model_info(string_module_savedmodel).signatures["serving_default"]
+def test_tf_module_with_a_tf_function_signature(strings_savedmodel: Path) -> None:
+    sig = read_model_info(strings_savedmodel).signatures["serving_default"]
     assert list(sig.inputs) == ["text"] and set(sig.outputs) == {"length", "echo_bytes"}
-    preds = predict_savedmodel(["héllo", {"b64": "AAE="}], string_module_savedmodel)
+    preds = predict_savedmodel(["héllo", {"b64": "AAE="}], strings_savedmodel)
     assert preds[0] == {"echo_bytes": {"b64": "aMOpbGxv"}, "length": 6}
     assert preds[1]["length"] == 2
 

@@ -64,22 +64,6 @@ def multi_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def strings_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Input ``text`` (strings); outputs ``length`` and ``echo_bytes`` (binary, so b64 in JSON)."""
-    from tfdeploy import _tf
-    from tfdeploy.export import export_savedmodel
-
-    tf = _tf.tensorflow()
-
-    class Echo(tf.Module):  # type: ignore[misc]
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-        def serve(self, text: Any) -> dict[str, Any]:
-            return {"length": tf.strings.length(text), "echo_bytes": text}
-
-    return export_savedmodel(Echo(), tmp_path_factory.mktemp("echo") / "savedmodel")
-
-
-@pytest.fixture(scope="session")
 def examples_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TF1-style model with classify (``serving_default``) and regress (``regress_x``) signatures.
 
