@@ -35,8 +35,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     args = parser.parse_args()
 
-    from tfdeploy import _tf, export_savedmodel, load_savedmodel, predict_savedmodel
+    from tfdeploy import export_savedmodel, load_savedmodel, predict_savedmodel
     from tfdeploy.examples.digits import load_digits, train
+    from tfdeploy.predict import _tf
 
     tf = _tf.tensorflow()
     with tempfile.TemporaryDirectory() as tmp:

@@ -62,7 +62,7 @@ STAND_IN_GRPC_SERVER = r"""
 import asyncio, sys
 import grpc
 import numpy as np
-from tfdeploy import _tf
+from tfdeploy.predict import _tf
 _tf.tensorflow()
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfdeploy.server.batching import Batcher, BatchingOptions
@@ -162,7 +162,7 @@ def grpc_frame(instance: list[float]) -> tuple[bytes, Any]:
     """The gRPC message frame of a one-instance PredictRequest, and the request itself."""
     import numpy as np
 
-    from tfdeploy import _tf
+    from tfdeploy.predict import _tf
 
     tf = _tf.tensorflow()
     from tensorflow_serving.apis import predict_pb2
@@ -250,7 +250,7 @@ def main() -> None:
     )
 
     from tfdeploy.examples.digits import load_digits, train
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict.export import export_savedmodel
 
     h2load = ensure_h2load()
     use_wrk = shutil.which("wrk") is not None

@@ -232,7 +232,7 @@ def run_python_grpc(address: str, instance: list[float], seconds: float) -> dict
     import grpc
     import numpy as np
 
-    from tfdeploy import _tf
+    from tfdeploy.predict import _tf
 
     tf = _tf.tensorflow()
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -337,7 +337,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tfdeploy.examples.digits import load_digits, train
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict.export import export_savedmodel
 
     images, _ = load_digits()
     instance = [float(v) for v in images[0]]

@@ -12,8 +12,8 @@ import pytest
 @pytest.fixture(scope="session")
 def strings_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Input ``text`` (strings); outputs ``length`` and ``echo_bytes`` (binary, so b64 in JSON)."""
-    from tfdeploy import _tf
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
 
     tf = _tf.tensorflow()
 

@@ -19,36 +19,41 @@ from typing import TYPE_CHECKING, Any
 from tfdeploy._version import __version__
 
 if TYPE_CHECKING:
-    from tfdeploy.bundle import Bundle, Manifest, package, unpack_bundle
+    from tfdeploy.api import predict_savedmodel
+    from tfdeploy.deployment.hookspecs import hookimpl
+    from tfdeploy.deployment.operations import (
+        deploy,
+        plan,
+        rollback,
+        status,
+        undeploy,
+        verify,
+    )
     from tfdeploy.errors import TfdeployError
-    from tfdeploy.export import export_savedmodel
-    from tfdeploy.hookspecs import hookimpl
-    from tfdeploy.orchestrate import deploy, status
-    from tfdeploy.predict import predict_savedmodel
-    from tfdeploy.predictions import Predictions
-    from tfdeploy.runtime import LoadedModel, load_savedmodel
-    from tfdeploy.savedmodel import read_model_info
+    from tfdeploy.model.bundle import Bundle, Manifest, package, unpack_bundle
+    from tfdeploy.model.savedmodel import read_model_info
+    from tfdeploy.predict.export import export_savedmodel
+    from tfdeploy.predict.predictions import Predictions
+    from tfdeploy.predict.runtime import LoadedModel, load_savedmodel
+    from tfdeploy.predict.validate import validate
     from tfdeploy.server import serve_savedmodel
-    from tfdeploy.validate import validate
 
 #: Public name -> module that defines it; imported on first use (PEP 562).
 _EXPORTS = {
-    "Bundle": "tfdeploy.bundle",
-    "Manifest": "tfdeploy.bundle",
-    "package": "tfdeploy.bundle",
-    "unpack_bundle": "tfdeploy.bundle",
+    "predict_savedmodel": "tfdeploy.api",
+    "hookimpl": "tfdeploy.deployment.hookspecs",
+    **dict.fromkeys(
+        ["deploy", "plan", "rollback", "status", "undeploy", "verify"],
+        "tfdeploy.deployment.operations",
+    ),
     "TfdeployError": "tfdeploy.errors",
-    "export_savedmodel": "tfdeploy.export",
-    "hookimpl": "tfdeploy.hookspecs",
-    "deploy": "tfdeploy.orchestrate",
-    "status": "tfdeploy.orchestrate",
-    "predict_savedmodel": "tfdeploy.predict",
-    "Predictions": "tfdeploy.predictions",
-    "LoadedModel": "tfdeploy.runtime",
-    "load_savedmodel": "tfdeploy.runtime",
-    "read_model_info": "tfdeploy.savedmodel",
+    **dict.fromkeys(["Bundle", "Manifest", "package", "unpack_bundle"], "tfdeploy.model.bundle"),
+    "read_model_info": "tfdeploy.model.savedmodel",
+    "export_savedmodel": "tfdeploy.predict.export",
+    "Predictions": "tfdeploy.predict.predictions",
+    **dict.fromkeys(["LoadedModel", "load_savedmodel"], "tfdeploy.predict.runtime"),
+    "validate": "tfdeploy.predict.validate",
     "serve_savedmodel": "tfdeploy.server",
-    "validate": "tfdeploy.validate",
 }
 
 __all__ = [
@@ -63,12 +68,16 @@ __all__ = [
     "hookimpl",
     "load_savedmodel",
     "package",
+    "plan",
     "predict_savedmodel",
     "read_model_info",
+    "rollback",
     "serve_savedmodel",
     "status",
+    "undeploy",
     "unpack_bundle",
     "validate",
+    "verify",
 ]
 
 

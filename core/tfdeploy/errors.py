@@ -1,81 +1,126 @@
-"""Errors raised by tfdeploy.
+"""Errors raised by tfdeploy, and the one table that maps status codes to them.
 
 Every error carries a one-line message saying what is wrong and, where there is one, a
-``hint`` saying what to do about it. Each class has a canonical status ``code`` (the names
-TensorFlow Serving and gRPC use); :func:`http_status` maps a code to an HTTP status, in this one
-place, for every server and client in the project.
+``hint`` saying what to do about it. Each error has a canonical status ``code`` (the names
+gRPC and TensorFlow Serving use) and says whether it is ``retryable``; both are set when the
+error is made, never changed afterwards. ``str(err)`` and :meth:`TfdeployError.describe`
+mask registered secrets (:mod:`tfdeploy.secrets`) as they print; the message itself is kept.
 
 Hierarchy::
 
-    TfdeployError
-    ├── ModelError                  the SavedModel on disk
-    │   ├── ModelNotFoundError      no such path, or no SavedModel there        NOT_FOUND
-    │   └── InvalidModelError       corrupt saved_model.pb, missing tag, ...    FAILED_PRECONDITION
-    ├── BundleError                 an unsafe or malformed bundle archive       INVALID_ARGUMENT
-    ├── PredictionError
-    │   ├── InvalidInputError       a request that does not fit the signature   INVALID_ARGUMENT
-    │   ├── SignatureNotFoundError  no such signature                           INVALID_ARGUMENT
-    │   └── RemoteError             a prediction server answered with an error  (its own code)
-    ├── ServableNotFoundError       no such model, version or label on a server NOT_FOUND
-    ├── ConfigError                 deploy.yaml or a target's configuration     INVALID_ARGUMENT
-    ├── PluginError                 a plugin that cannot be loaded or clashes   FAILED_PRECONDITION
-    ├── DependencyError             an optional package is not installed        FAILED_PRECONDITION
-    ├── ServerBusyError             a server's request queue is full            UNAVAILABLE
-    ├── RequestTooLargeError        a request body over the server's limit      HTTP 413
-    └── TargetError                 a deploy target failed                      UNAVAILABLE
-        ├── TransientError          a failure worth retrying (network, 5xx)     UNAVAILABLE
-        └── UnsupportedError        the target cannot do that operation         UNIMPLEMENTED
+    TfdeployError                                                      code (default)
+    ├── ModelError                  the SavedModel on disk                 FAILED_PRECONDITION
+    │   ├── ModelNotFoundError      no such path, or no SavedModel there   NOT_FOUND
+    │   └── InvalidModelError       corrupt saved_model.pb, missing tag    FAILED_PRECONDITION
+    ├── BundleError                 an unsafe or malformed bundle archive  INVALID_ARGUMENT
+    ├── PredictionError             a prediction could not be made         INVALID_ARGUMENT
+    │   ├── InvalidInputError       a request that does not fit            INVALID_ARGUMENT
+    │   └── SignatureNotFoundError  no such signature                      INVALID_ARGUMENT
+    ├── RemoteError                 a server answered an error, or could   (from its status)
+    │                               not be reached
+    ├── ServableNotFoundError       no such model, version or label        NOT_FOUND
+    ├── ConfigError                 deploy.yaml or a target's settings     INVALID_ARGUMENT
+    ├── PluginError                 a plugin cannot load, or clashes       FAILED_PRECONDITION
+    ├── DependencyError             an optional package is not installed   FAILED_PRECONDITION
+    ├── ServerBusyError             a server's request queue is full       UNAVAILABLE, retryable
+    ├── RequestTooLargeError        a request body over the server's limit RESOURCE_EXHAUSTED (413)
+    └── TargetError                 a deploy target failed                 FAILED_PRECONDITION
+        ├── TransientError          a failure worth retrying               UNAVAILABLE, retryable
+        └── UnsupportedError        the target cannot do that              UNIMPLEMENTED
 
-Lower-level exceptions (``OSError``, TensorFlow's, protobuf's, HTTP clients') are translated at
-the boundary with ``raise ... from exc`` so the original stays reachable for debugging.
+Status codes from other systems become errors here and nowhere else:
+:func:`from_http_status` for an HTTP answer, :func:`from_grpc_status` for a gRPC one,
+:func:`from_connection_error` for a server that cannot be reached. Servers answer an error with
+:func:`http_status`. Lower-level exceptions are translated at the boundary with
+``raise ... from exc`` so the original stays reachable for debugging.
 """
 
 from __future__ import annotations
 
-#: TensorFlow Serving's mapping of canonical error codes to HTTP statuses.
-HTTP_STATUS_BY_CODE: dict[str, int] = {
-    "OK": 200,
-    "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 400,
-    "OUT_OF_RANGE": 400,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "ABORTED": 409,
-    "RESOURCE_EXHAUSTED": 429,
-    "CANCELLED": 499,
-    "UNIMPLEMENTED": 501,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
+from tfdeploy.secrets import redact
+
+#: The canonical codes, in the order of their numbers (gRPC's and TensorFlow's ``error_code``),
+#: with the HTTP status TF Serving answers each with and whether a retry may succeed.
+CODES: dict[str, tuple[int, bool]] = {
+    "OK": (200, False),
+    "CANCELLED": (499, False),
+    "UNKNOWN": (500, False),
+    "INVALID_ARGUMENT": (400, False),
+    "DEADLINE_EXCEEDED": (504, True),
+    "NOT_FOUND": (404, False),
+    "ALREADY_EXISTS": (409, False),
+    "PERMISSION_DENIED": (403, False),
+    "RESOURCE_EXHAUSTED": (429, True),
+    "FAILED_PRECONDITION": (400, False),
+    "ABORTED": (409, True),
+    "OUT_OF_RANGE": (400, False),
+    "UNIMPLEMENTED": (501, False),
+    "INTERNAL": (500, False),
+    "UNAVAILABLE": (503, True),
+    "DATA_LOSS": (500, False),
+    "UNAUTHENTICATED": (401, False),
+}
+CODE_NAMES: tuple[str, ...] = tuple(CODES)
+
+#: HTTP statuses a remote server answers, as (canonical code, retryable). Other 4xx statuses
+#: are INVALID_ARGUMENT and other 5xx are INTERNAL; neither is retried.
+HTTP_STATUSES: dict[int, tuple[str, bool]] = {
+    400: ("INVALID_ARGUMENT", False),
+    401: ("UNAUTHENTICATED", False),
+    403: ("PERMISSION_DENIED", False),
+    404: ("NOT_FOUND", False),
+    408: ("DEADLINE_EXCEEDED", True),
+    409: ("ALREADY_EXISTS", False),
+    413: ("RESOURCE_EXHAUSTED", False),
+    429: ("RESOURCE_EXHAUSTED", True),
+    499: ("CANCELLED", False),
+    500: ("INTERNAL", True),
+    501: ("UNIMPLEMENTED", False),
+    502: ("UNAVAILABLE", True),
+    503: ("UNAVAILABLE", True),
+    504: ("DEADLINE_EXCEEDED", True),
 }
 
 
 def http_status(code: str) -> int:
-    """Return the HTTP status for a canonical error ``code`` (500 for anything unknown)."""
-    return HTTP_STATUS_BY_CODE.get(code, 500)
+    """The HTTP status a server answers an error of canonical ``code`` with (500 if unknown)."""
+    return CODES.get(code, (500, False))[0]
 
 
-def code_for_http_status(status: int) -> str:
-    """Return the canonical code that best describes an HTTP ``status`` from a remote server."""
-    for code, value in HTTP_STATUS_BY_CODE.items():
-        if value == status:
-            return code
-    return "INTERNAL" if status >= 500 else "INVALID_ARGUMENT"
+def code_name(number: int) -> str:
+    """The canonical code called by its number (TensorFlow's ``error_code``), or UNKNOWN."""
+    return CODE_NAMES[number] if 0 <= number < len(CODE_NAMES) else "UNKNOWN"
 
 
 class TfdeployError(Exception):
     """Base class of every error tfdeploy raises on purpose.
 
-    ``str(err)`` is the message alone; :attr:`hint` says what to do, if anything.
+    ``code`` and ``retryable`` default to the class's and can be given when the error is made
+    (an error translated from a remote status carries that status's). ``str(err)`` is the
+    message alone, secrets masked; :attr:`hint` says what to do, if anything.
     """
 
     code: str = "INTERNAL"
+    retryable: bool = False
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        return redact(self.message)
 
     @property
     def http_status(self) -> int:
@@ -83,8 +128,9 @@ class TfdeployError(Exception):
         return http_status(self.code)
 
     def describe(self) -> str:
-        """The message followed by the hint, as one line for a terminal."""
-        return f"{self.message} — {self.hint}" if self.hint else self.message
+        """The message followed by the hint, as one line for a terminal, secrets masked."""
+        text = f"{self.message} — {self.hint}" if self.hint else self.message
+        return redact(text)
 
 
 class ModelError(TfdeployError):
@@ -123,13 +169,30 @@ class SignatureNotFoundError(PredictionError):
     """The request names a signature the model does not have."""
 
 
-class RemoteError(PredictionError):
-    """A remote prediction server answered with an error."""
+class RemoteError(TfdeployError):
+    """A remote server answered with an error, or could not be reached.
 
-    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
+    Made by :func:`from_http_status`, :func:`from_grpc_status` or
+    :func:`from_connection_error`; ``status`` is the HTTP status (``None`` for gRPC and for a
+    server that never answered).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, code=code, retryable=retryable)
         self.status = status
-        self.code = code_for_http_status(status)
+
+    @property
+    def http_status(self) -> int:
+        """The remote's own HTTP status when it answered one."""
+        return self.status if self.status is not None else http_status(self.code)
 
 
 class ServableNotFoundError(TfdeployError):
@@ -159,14 +222,18 @@ class DependencyError(TfdeployError):
 class TargetError(TfdeployError):
     """A deploy target failed to deploy, answer or report."""
 
-    code = "UNAVAILABLE"
+    code = "FAILED_PRECONDITION"
 
 
 class TransientError(TargetError):
     """A target failed in a way that may pass: a refused connection, a timeout, a 5xx.
 
-    Deploys, status and predictions retry these with backoff until their timeout.
+    Deploys, status and predictions retry it (like every error whose ``retryable`` is true)
+    with backoff until their timeout.
     """
+
+    code = "UNAVAILABLE"
+    retryable = True
 
 
 class UnsupportedError(TargetError):
@@ -179,6 +246,7 @@ class ServerBusyError(TfdeployError):
     """A server's request queue is full; the client should retry later."""
 
     code = "UNAVAILABLE"
+    retryable = True
 
 
 class RequestTooLargeError(TfdeployError):
@@ -190,3 +258,34 @@ class RequestTooLargeError(TfdeployError):
     def http_status(self) -> int:
         """413 Payload Too Large, which no canonical code maps to."""
         return 413
+
+
+def from_http_status(status: int, message: str, *, hint: str | None = None) -> RemoteError:
+    """The error for a remote HTTP answer with ``status`` (see :data:`HTTP_STATUSES`)."""
+    code, retryable = HTTP_STATUSES.get(
+        status, ("INTERNAL" if status >= 500 else "INVALID_ARGUMENT", False)
+    )
+    return RemoteError(message, hint=hint, code=code, retryable=retryable, status=status)
+
+
+def from_grpc_status(code: str, message: str, *, hint: str | None = None) -> RemoteError:
+    """The error for a gRPC call that ended with status ``code`` (a name such as ``NOT_FOUND``)."""
+    known = code if code in CODES else "UNKNOWN"
+    return RemoteError(message, hint=hint, code=known, retryable=CODES[known][1])
+
+
+def from_connection_error(where: str, reason: object, *, timed_out: bool = False) -> RemoteError:
+    """The error for a server at ``where`` that could not be reached (refused, unknown, silent)."""
+    if timed_out:
+        return RemoteError(
+            f"{where} did not answer in time ({reason})",
+            hint="check that the server is running and not overloaded, or raise the timeout",
+            code="DEADLINE_EXCEEDED",
+            retryable=True,
+        )
+    return RemoteError(
+        f"cannot reach {where}: {reason}",
+        hint="check that the server is running and the address is right",
+        code="UNAVAILABLE",
+        retryable=True,
+    )

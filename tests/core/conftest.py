@@ -10,8 +10,8 @@ import pytest
 @pytest.fixture(scope="session")
 def multi_io_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Keras model with inputs ``a`` (3 floats) and ``b`` (2 floats), outputs ``score`` and ``logits``."""
-    from tfdeploy import _tf
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
 
     keras = _tf.keras()
     a = keras.Input(shape=(3,), name="a")

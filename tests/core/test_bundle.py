@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tfdeploy.bundle import package, read_manifest, unpack_bundle
 from tfdeploy.errors import BundleError
-from tfdeploy.savedmodel import read_model_info
+from tfdeploy.model.bundle import package, read_manifest, unpack_bundle
+from tfdeploy.model.savedmodel import read_model_info
 
 
 def test_bundle_layout_and_manifest(digits_savedmodel: Path, tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfdeploy import _tf, export_savedmodel, load_savedmodel, predict_savedmodel, read_model_info
+from tfdeploy import export_savedmodel, load_savedmodel, predict_savedmodel, read_model_info
 from tfdeploy.errors import InvalidModelError, TfdeployError
+from tfdeploy.predict import _tf
 
 
 def test_keras_functional_keys_are_layer_names_and_predictions_match(

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tfdeploy import contract, load_savedmodel, predict_savedmodel
+from tfdeploy import load_savedmodel, predict_savedmodel
 from tfdeploy.errors import InvalidInputError, RemoteError, SignatureNotFoundError, TfdeployError
-from tfdeploy.runtime import LoadedModel
+from tfdeploy.predict import wire
+from tfdeploy.predict.runtime import LoadedModel
 
 
 def test_predictions_print_like_the_r_package(
@@ -84,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_POST(self) -> None:
-        body = contract.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = wire.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append((self.path, len(body.get("instances", []))))
         if self.path.endswith("/broken:predict"):
             self._send(400, {"error": "Servable not found for request: Latest(broken)"})
@@ -93,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, self.server.model.predict(body, signature_name=sig))
 
     def _send(self, status: int, body: Any) -> None:
-        raw = contract.dumps(body)
+        raw = wire.dumps(body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))

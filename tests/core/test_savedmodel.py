@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tfdeploy.errors import InvalidModelError, ModelNotFoundError
-from tfdeploy.savedmodel import content_digest, read_model_info, resolve_model_dir
+from tfdeploy.model.savedmodel import content_digest, read_model_info, resolve_model_dir
 
 
 def test_info_lists_signatures_tags_version_size_and_digest(digits_savedmodel: Path) -> None:

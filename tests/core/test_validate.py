@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tfdeploy import _tf, validate
-from tfdeploy.validate import ValidationReport
+from tfdeploy import validate
+from tfdeploy.predict import _tf
+from tfdeploy.predict.validate import ValidationReport
 
 
 def statuses(report: ValidationReport) -> dict[str, str]:

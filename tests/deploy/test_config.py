@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tfdeploy import config as configuration
+from tfdeploy.deployment import config as configuration
+from tfdeploy.deployment.registry import get_plugins
 from tfdeploy.errors import ConfigError
-from tfdeploy.plugins import get_plugins
 
 GOOD = """\
 model:

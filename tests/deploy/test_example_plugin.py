@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tfdeploy_example import ExampleConfig, ExampleTarget
 
-from tfdeploy.targets import Progress
+from tfdeploy.deployment.target import Progress
 from tfdeploy.testing.contract import TargetContract, TargetFactory
 
 

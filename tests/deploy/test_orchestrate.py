@@ -11,9 +11,9 @@ import pytest
 from tfdeploy_example import ExampleTarget
 
 import tfdeploy
-from tfdeploy import orchestrate, plugins
-from tfdeploy.errors import TargetError, TransientError
-from tfdeploy.targets import Status
+from tfdeploy.cli.output import EXIT_MISMATCH
+from tfdeploy.deployment import registry
+from tfdeploy.plugin import Progress, Status, TargetError, TransientError
 from tfdeploy.testing import Project
 from tfdeploy.testing.cli import CLI
 
@@ -123,9 +123,9 @@ def test_a_target_validation_check_stops_the_deploy(project: Project, tmp_path: 
 @pytest.fixture(scope="session")
 def other_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The digits network with other (untrained) weights: same signature, other answers."""
-    from tfdeploy import _tf
     from tfdeploy.examples.digits import build_model
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
 
     _tf.keras().utils.set_random_seed(123)
     return export_savedmodel(build_model(), tmp_path_factory.mktemp("other") / "savedmodel")
@@ -149,7 +149,7 @@ def test_verify_exit_codes_ok_and_mismatch(
         str(other_savedmodel),
         "--json",
     )
-    assert mismatch.returncode == orchestrate.EXIT_MISMATCH == 3
+    assert mismatch.returncode == EXIT_MISMATCH == 3
     doc = json.loads(mismatch.stdout)["targets"][0]["result"]
     assert doc["ok"] is False
     assert doc["outputs"][0]["max_abs_diff"] > doc["tolerance"]
@@ -189,19 +189,32 @@ class FlakyPlugin:
 
 @pytest.fixture
 def flaky_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(plugins, "_loaded", plugins.load(extra=[("flaky", FlakyPlugin())]))
+    monkeypatch.setattr(registry, "_loaded", registry.load(extra=[("flaky", FlakyPlugin())]))
     Flaky.failures, Flaky.limit = 0, 2
     yield
-    plugins.reset()
+    registry.reset()
+
+
+class Steps(Progress):
+    """Records the steps a target reports."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
 
 
 def test_transient_errors_are_retried_within_the_timeout(
-    flaky_plugins: None, project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    flaky_plugins: None, project: Project, tmp_path: Path
 ) -> None:
     project.add_target("flaky", "flaky", path=str(tmp_path / "flaky"))
-    report = tfdeploy.deploy(config=project.config, target="flaky", quiet=False, validate=False)
+    seen = Steps()
+    report = tfdeploy.deploy(
+        config=project.config, target="flaky", progress=lambda _: seen, validate=False
+    )
     assert report.ok
-    assert capsys.readouterr().err.count("the service is busy; retrying") == 2
+    assert sum("the service is busy; retrying" in step for step in seen.steps) == 2
 
 
 def test_retries_stop_at_the_timeout(flaky_plugins: None, project: Project, tmp_path: Path) -> None:

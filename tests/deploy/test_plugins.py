@@ -13,8 +13,8 @@ from tfdeploy_example import ExampleTarget
 from tfdeploy_tfserving import TFServingTarget
 
 import tfdeploy
+from tfdeploy.deployment.registry import load
 from tfdeploy.errors import PluginError
-from tfdeploy.plugins import load
 
 
 def test_built_in_and_third_party_targets_come_from_entry_points(
@@ -93,7 +93,7 @@ def test_registering_something_that_is_not_a_target_is_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TFDEPLOY_LOAD_PLUGINS", "")
-    with pytest.raises(PluginError, match="not a tfdeploy.targets.Target subclass"):
+    with pytest.raises(PluginError, match="not a tfdeploy.plugin.Target subclass"):
         load(extra=[("odd", NotATarget())])
 
 

@@ -37,8 +37,8 @@ def multi_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     A second signature ``checked`` fails at run time on non-finite values of ``x``.
     """
-    from tfdeploy import _tf
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
 
     tf = _tf.tensorflow()
 
@@ -70,7 +70,7 @@ def examples_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Both read feature ``x`` (one float) from serialized tf.Example protos: classify scores
     ``yes`` with x and ``no`` with 1 - x; regress answers 2x.
     """
-    from tfdeploy import _tf
+    from tfdeploy.predict import _tf
 
     tf = _tf.tensorflow()
     v1 = tf.compat.v1
@@ -102,8 +102,8 @@ def spin_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     A request with a large ``n`` keeps the model busy, so tests can fill its queue.
     """
-    from tfdeploy import _tf
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
 
     tf = _tf.tensorflow()
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from tests.server.conftest import http
 
-from tfdeploy import _tf
-from tfdeploy.runtime import LoadedModel
+from tfdeploy.predict import _tf
+from tfdeploy.predict.runtime import LoadedModel
 from tfdeploy.server import ServerHandle, serve_savedmodel
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from tests.server.conftest import http
 
-from tfdeploy import _tf
 from tfdeploy.errors import ConfigError
+from tfdeploy.predict import _tf
 from tfdeploy.server import ServerHandle, serve_savedmodel
 from tfdeploy.server.repository import VersionPolicy, parse_config_text
 

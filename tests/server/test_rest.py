@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from tests.server.conftest import http
 
-from tfdeploy.runtime import LoadedModel
+from tfdeploy.predict.runtime import LoadedModel
 from tfdeploy.server import ServerHandle, serve_savedmodel
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tfdeploy_tfserving import TFServingConfig, TFServingTarget
 
-from tfdeploy.bundle import Bundle
+from tfdeploy.model.bundle import Bundle
 
 
 @dataclass

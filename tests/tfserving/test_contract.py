@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from tfdeploy_tfserving import TFServingConfig, TFServingTarget
 
-from tfdeploy.targets import Progress
+from tfdeploy.deployment.target import Progress
 from tfdeploy.testing.contract import TargetContract, TargetFactory
 
 

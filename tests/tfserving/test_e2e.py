@@ -24,8 +24,8 @@ import pytest
 import yaml
 from tfdeploy_tfserving import TFServingConfig, TFServingTarget
 
-from tfdeploy.bundle import Bundle, package
-from tfdeploy.targets import Progress
+from tfdeploy.deployment.target import Progress
+from tfdeploy.model.bundle import Bundle, package
 from tfdeploy.testing.cli import CLI
 
 
@@ -172,7 +172,7 @@ def test_a_deploy_under_prediction_load_loses_no_request(
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from tfdeploy.predict import post_json
+    from tfdeploy.plugin import request_json
 
     stop = threading.Event()
     failures: list[str] = []
@@ -201,7 +201,11 @@ def test_a_deploy_under_prediction_load_loses_no_request(
             if stop.is_set():
                 return
             try:
-                post_json(f"{served.url}/v1/models/digits:predict", {"instances": digits_instances})
+                request_json(
+                    "POST",
+                    f"{served.url}/v1/models/digits:predict",
+                    {"instances": digits_instances},
+                )
                 answered["rest"] += 1
             except Exception as exc:
                 failures.append(f"REST {exc}")

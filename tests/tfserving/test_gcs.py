@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from tfdeploy_tfserving import TFServingConfig, TFServingTarget
 
-from tfdeploy.bundle import Bundle
-from tfdeploy.targets import Progress
+from tfdeploy.deployment.target import Progress
+from tfdeploy.model.bundle import Bundle
 
 
 def _free_port() -> int:

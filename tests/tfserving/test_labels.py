@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfdeploy.bundle import Bundle
+from tfdeploy.model.bundle import Bundle
 
 
 def test_canary_beside_stable_then_rollback_to_the_stable_label(

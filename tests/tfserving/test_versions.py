@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 import tfdeploy
-from tfdeploy import orchestrate
 from tfdeploy.errors import TargetError
 
 
@@ -38,7 +37,7 @@ def test_an_explicit_version_must_be_above_every_used_one(
         digits_savedmodel_changed, target="tfserving", name="m", overrides=settings, validate=False
     )
     assert nxt.results()["tfserving"].status.version == "6"
-    plan = orchestrate.plan(digits_savedmodel, target="tfserving", name="m", overrides=settings)
+    plan = tfdeploy.plan(digits_savedmodel, target="tfserving", name="m", overrides=settings)
     (result,) = plan.results().values()
     assert result.action == "update"
     assert result.changes == (f"copy {result_size(digits_savedmodel)} bytes to {tmp_path / 'm'}/7",)

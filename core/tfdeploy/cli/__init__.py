@@ -14,6 +14,7 @@ import traceback
 import click
 
 from tfdeploy._version import __version__
+from tfdeploy.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, echo
 from tfdeploy.errors import TfdeployError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -39,7 +40,11 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI: user errors print one line and exit 1, usage errors exit 2."""
+    """Run the CLI: user errors print one line and exit 1, usage errors exit 2.
+
+    Every message, and with ``TFDEPLOY_DEBUG=1`` every traceback, is printed with secrets
+    masked.
+    """
     debug = bool(os.environ.get("TFDEPLOY_DEBUG"))
     try:
         # Without standalone mode click returns the code of a raised click.exceptions.Exit.
@@ -47,32 +52,32 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+        echo("Aborted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except TfdeployError as exc:
         if debug:
-            traceback.print_exc()
-        click.echo(f"Error: {exc.describe()}", err=True)
-        sys.exit(exc_exit_code(exc))
+            _print_traceback(exc)
+        echo(f"Error: {exc.describe()}", err=True)
+        sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+        echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
         if debug:
-            raise
-        click.echo(
+            _print_traceback(exc)
+        echo(
             f"Error: internal error: {type(exc).__name__}: {exc} — run again with "
             "TFDEPLOY_DEBUG=1 for the traceback, and report it",
             err=True,
         )
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     if isinstance(code, int) and code:
         sys.exit(code)
 
 
-def exc_exit_code(exc: TfdeployError) -> int:
-    """The exit status for an error: 1 unless the error carries its own."""
-    return int(getattr(exc, "exit_code", 1))
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` with its causes, secrets masked, on stderr."""
+    echo("".join(traceback.format_exception(exc)).rstrip("\n"), err=True)

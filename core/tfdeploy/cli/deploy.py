@@ -6,101 +6,70 @@ Exit statuses: 0 success, 1 a target failed, 2 bad usage, 3 ``verify`` found a m
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from tfdeploy.cli._common import json_option, read_input
-from tfdeploy.errors import TfdeployError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def redact(text: str) -> str:
-    """``text`` with the secrets of the loaded deploy.yaml masked (see :func:`tfdeploy.config.redact`)."""
-    from tfdeploy.config import redact as mask
-
-    return mask(text)
-
-
-def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``-C key=value`` pairs as settings (see :func:`tfdeploy.config.parse_overrides`)."""
-    from tfdeploy.config import parse_overrides as parse
-
-    return parse(pairs)
-
-
-def _redacting(fn: F) -> F:
-    """Mask secrets in the message of any error the command raises."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TfdeployError as exc:
-            exc.message = redact(exc.message)
-            exc.hint = redact(exc.hint) if exc.hint else None
-            exc.args = (exc.message,)
-            raise
-
-    return wrapper  # type: ignore[return-value]
-
-
-def echo(text: str = "", *, err: bool = False) -> None:
-    """Print ``text`` with secrets masked."""
-    click.echo(redact(text), err=err)
-
-
-def emit_json(data: Any) -> None:
-    """Print one JSON document with secrets masked."""
-    echo(json.dumps(data, indent=2, default=str))
-
-
-def target_options(fn: F) -> F:
-    """``--target`` (repeatable), ``--all``, ``--config``, ``-C`` and ``--json``."""
-    options = [
-        click.option(
-            "-t",
-            "--target",
-            "targets",
-            multiple=True,
-            help="A deploy.yaml target name, or a plugin name (settings from -C). Repeatable.",
-        ),
-        click.option("--all", "all_targets", is_flag=True, help="Every target in deploy.yaml."),
-        click.option(
-            "--config",
-            "config_file",
-            type=click.Path(dir_okay=True, path_type=Path),
-            help="The deploy.yaml to read (default: ./deploy.yaml when present).",
-        ),
-        click.option(
-            "-C",
-            "overrides",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Set or override a target setting, e.g. -C base_path=/srv/models.",
-        ),
-        json_option,
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+from tfdeploy.cli.options import Targets, read_input, target_options
+from tfdeploy.cli.output import EXIT_FAILED, EXIT_MISMATCH, EXIT_OK, echo, print_json
 
 
 def _state_colour(state: str) -> str:
     return {"serving": "green", "pending": "yellow", "failed": "red"}.get(state, "white")
 
 
-def _fail_lines(report: Any) -> None:
-    for outcome in report.outcomes:
-        if outcome.error is not None:
-            hint = f" — {outcome.error.hint}" if outcome.error.hint else ""
-            echo(f"{outcome.target}: error: {outcome.error.message}{hint}", err=True)
+def _show(report: Any, as_json: bool, lines: Callable[[str, Any], Iterable[str]]) -> int:
+    """Print a report (``lines(target, result)`` for each target that succeeded, then the
+    failures) or its JSON, and return the exit status: 0, or 1 when a target failed."""
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        for outcome in report.outcomes:
+            if outcome.result is not None:
+                for line in lines(outcome.target, outcome.result):
+                    echo(line)
+        for outcome in report.outcomes:
+            if outcome.error is not None:
+                echo(f"{outcome.target}: error: {outcome.error.describe()}", err=True)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _confirm(question: str, *, yes: bool, as_json: bool) -> None:
+    """Ask on a terminal unless ``--yes`` or ``--json``; a refusal aborts (exit 130)."""
+    if not yes and not as_json and sys.stdin is not None and sys.stdin.isatty():
+        click.confirm(question, abort=True)
+
+
+def _plan_lines(target: str, plan: Any) -> list[str]:
+    current = f"version {plan.current_version}" if plan.current_version else "nothing"
+    head = f"{target}: {plan.action} (now: {current}; new digest {plan.new_digest})"
+    return [head, *(f"  - {change}" for change in plan.changes)]
+
+
+def _status_lines(target: str, st: Any) -> list[str]:
+    state = click.style(st.state, fg=_state_colour(st.state), bold=True)
+    version = f"version {st.version}" if st.version else "no version"
+    lines = [f"{target} ({st.plugin}): {st.model} {version} {state}"]
+    if st.digest:
+        lines.append(f"  digest  {st.digest}")
+    if st.url:
+        lines.append(f"  url     {st.url}")
+    for v in st.versions:
+        labels = f" [{', '.join(v.labels)}]" if v.labels else ""
+        traffic = f" {v.traffic_percent}% of traffic" if v.traffic_percent is not None else ""
+        lines.append(f"  - {v.version}: {v.state}{labels}{traffic}")
+    if st.detail:
+        lines.append(f"  {st.detail}")
+    return lines
+
+
+def _now_lines(verb: str) -> Callable[[str, Any], list[str]]:
+    return lambda target, st: [
+        f"{target}: {verb}; now {st.model} version {st.version or '-'} ({st.state})"
+    ]
 
 
 @click.command()
@@ -117,14 +86,9 @@ def _fail_lines(report: Any) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-validate", is_flag=True, help="Skip validating the model first.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds per target.")
-@_redacting
 def deploy(
     path: Path | None,
-    targets: tuple[str, ...],
-    all_targets: bool,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
+    targets: Targets,
     name: str | None,
     version: int | None,
     dry_run: bool,
@@ -138,147 +102,58 @@ def deploy(
     model's are left alone. Several --target or --all deploy concurrently. Exits 1 when a
     target failed (the others still deploy).
     """
-    from tfdeploy import orchestrate
+    from tfdeploy.deployment import operations
 
-    settings = parse_overrides(overrides)
     if dry_run:
-        _show_plan(
-            orchestrate.plan(
-                path,
-                target=targets,
-                all_targets=all_targets,
-                config=config_file,
-                name=name,
-                overrides=settings,
-                quiet=as_json,
-            ),
-            as_json,
-        )
-        return
-    if not yes and not as_json and sys.stdin is not None and sys.stdin.isatty():
-        chosen = ", ".join(targets) or "every target in deploy.yaml"
-        click.confirm(f"Deploy to {chosen}?", abort=True)
-    report = orchestrate.deploy(
+        report = operations.plan(path, name=name, **targets.api())
+        raise click.exceptions.Exit(_show(report, targets.as_json, _plan_lines))
+    chosen = ", ".join(targets.names) or "every target in deploy.yaml"
+    _confirm(f"Deploy to {chosen}?", yes=yes, as_json=targets.as_json)
+    report = operations.deploy(
         path,
-        target=targets,
-        all_targets=all_targets,
-        config=config_file,
         name=name,
         version=version,
-        overrides=settings,
         validate=not no_validate,
         timeout=timeout,
-        quiet=as_json,
         raise_on_error=False,
+        **targets.api(),
     )
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for outcome in report.outcomes:
-            if outcome.result is not None:
-                st = outcome.result.status
-                what = "deployed" if outcome.result.changed else "unchanged"
-                sent = f", {outcome.result.bytes_sent} bytes sent" if outcome.result.changed else ""
-                echo(
-                    f"{outcome.target}: {what} — {st.model} version {st.version} ({st.state}{sent})"
-                )
-        _fail_lines(report)
-    raise click.exceptions.Exit(report.exit_code)
 
+    def lines(target: str, result: Any) -> list[str]:
+        st = result.status
+        what = "deployed" if result.changed else "unchanged"
+        sent = f", {result.bytes_sent} bytes sent" if result.changed else ""
+        return [f"{target}: {what} — {st.model} version {st.version} ({st.state}{sent})"]
 
-def _show_plan(report: Any, as_json: bool) -> None:
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for outcome in report.outcomes:
-            plan = outcome.result
-            if plan is None:
-                continue
-            current = f"version {plan.current_version}" if plan.current_version else "nothing"
-            echo(f"{outcome.target}: {plan.action} (now: {current}; new digest {plan.new_digest})")
-            for change in plan.changes:
-                echo(f"  - {change}")
-        _fail_lines(report)
-    if not report.ok:
-        raise click.exceptions.Exit(report.exit_code)
+    raise click.exceptions.Exit(_show(report, targets.as_json, lines))
 
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @target_options
 @click.option("--name", help="The model's name on the targets.")
-@_redacting
-def plan(
-    path: Path | None,
-    targets: tuple[str, ...],
-    all_targets: bool,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
-    name: str | None,
-) -> None:
+def plan(path: Path | None, targets: Targets, name: str | None) -> None:
     """Show what a deploy would change on each target, changing nothing.
 
     Without --target, plans every deploy.yaml target. Imports no TensorFlow.
     """
-    from tfdeploy import orchestrate
+    from tfdeploy.deployment import operations
 
-    report = orchestrate.plan(
-        path,
-        target=targets,
-        all_targets=all_targets or not targets,
-        config=config_file,
-        name=name,
-        overrides=parse_overrides(overrides),
-        quiet=as_json,
-    )
-    _show_plan(report, as_json)
+    kwargs = targets.api()
+    kwargs["all_targets"] = targets.all or not targets.names
+    report = operations.plan(path, name=name, **kwargs)
+    raise click.exceptions.Exit(_show(report, targets.as_json, _plan_lines))
 
 
 @click.command()
 @target_options
 @click.option("--name", help="The model's name on the targets.")
-@_redacting
-def status(
-    targets: tuple[str, ...],
-    all_targets: bool,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
-    name: str | None,
-) -> None:
+def status(targets: Targets, name: str | None) -> None:
     """Show what runs on each target: version, digest, state and URL. Imports no TensorFlow."""
-    from tfdeploy import orchestrate
+    from tfdeploy.deployment import operations
 
-    report = orchestrate.status(
-        targets,
-        all_targets=all_targets,
-        config=config_file,
-        name=name,
-        overrides=parse_overrides(overrides),
-        quiet=as_json,
-    )
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for outcome in report.outcomes:
-            st = outcome.result
-            if st is None:
-                continue
-            state = click.style(st.state, fg=_state_colour(st.state), bold=True)
-            version = f"version {st.version}" if st.version else "no version"
-            echo(f"{outcome.target} ({st.plugin}): {st.model} {version} {state}")
-            if st.digest:
-                echo(f"  digest  {st.digest}")
-            if st.url:
-                echo(f"  url     {st.url}")
-            for v in st.versions:
-                labels = f" [{', '.join(v.labels)}]" if v.labels else ""
-                echo(f"  - {v.version}: {v.state}{labels}")
-            if st.detail:
-                echo(f"  {st.detail}")
-        _fail_lines(report)
-    raise click.exceptions.Exit(report.exit_code)
+    report = operations.status(name=name, **targets.api())
+    raise click.exceptions.Exit(_show(report, targets.as_json, _status_lines))
 
 
 @click.command()
@@ -290,128 +165,63 @@ def status(
 @click.option(
     "--model", "model_path", type=click.Path(path_type=Path), help="The local SavedModel."
 )
-@_redacting
 def verify(
-    targets: tuple[str, ...],
-    all_targets: bool,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
-    input_file: str | None,
-    tolerance: float | None,
-    model_path: Path | None,
+    targets: Targets, input_file: str | None, tolerance: float | None, model_path: Path | None
 ) -> None:
     """Check that each target answers the example instances like the local model.
 
     Exits 3 when a target's answers differ by more than the tolerance.
     """
-    from tfdeploy import orchestrate
+    from tfdeploy.deployment import operations
 
-    report = orchestrate.verify(
-        targets,
-        all_targets=all_targets,
-        config=config_file,
+    report = operations.verify(
         path=model_path,
         instances=read_input(input_file) if input_file else None,
         tolerance=tolerance,
-        overrides=parse_overrides(overrides),
-        quiet=as_json,
+        **targets.api(),
     )
+
+    def lines(target: str, v: Any) -> list[str]:
+        verdict = click.style("OK" if v.ok else "MISMATCH", fg="green" if v.ok else "red")
+        head = f"{target}: {verdict} ({v.instances} instances, tolerance {v.tolerance:g})"
+        return [head, *(f"  {o.output}: max abs diff {o.max_abs_diff:.3g}" for o in v.outputs)]
+
+    code = _show(report, targets.as_json, lines)
     mismatch = any(o.result is not None and not o.result.ok for o in report.outcomes)
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for outcome in report.outcomes:
-            v = outcome.result
-            if v is None:
-                continue
-            verdict = click.style("OK" if v.ok else "MISMATCH", fg="green" if v.ok else "red")
-            echo(
-                f"{outcome.target}: {verdict} ({v.instances} instances, tolerance {v.tolerance:g})"
-            )
-            for o in v.outputs:
-                echo(f"  {o.output}: max abs diff {o.max_abs_diff:.3g}")
-        _fail_lines(report)
-    if not report.ok:
-        raise click.exceptions.Exit(orchestrate.EXIT_FAILED)
-    raise click.exceptions.Exit(orchestrate.EXIT_MISMATCH if mismatch else orchestrate.EXIT_OK)
+    raise click.exceptions.Exit(code if code else (EXIT_MISMATCH if mismatch else EXIT_OK))
 
 
-def _status_report(report: Any, as_json: bool, verb: str) -> None:
-    if as_json:
-        emit_json(report.to_dict())
-    else:
-        for outcome in report.outcomes:
-            st = outcome.result
-            if st is not None:
-                echo(
-                    f"{outcome.target}: {verb}; now {st.model} version {st.version or '-'} ({st.state})"
-                )
-        _fail_lines(report)
-    raise click.exceptions.Exit(report.exit_code)
+def _require_targets(targets: Targets) -> None:
+    if not targets.names and not targets.all:
+        raise click.UsageError("give --target NAME (or --all)")
 
 
 @click.command()
 @target_options
 @click.option("--name", help="The model's name on the targets.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@_redacting
-def undeploy(
-    targets: tuple[str, ...],
-    all_targets: bool,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
-    name: str | None,
-    yes: bool,
-) -> None:
+def undeploy(targets: Targets, name: str | None, yes: bool) -> None:
     """Remove the model from the given targets."""
-    from tfdeploy import orchestrate
+    from tfdeploy.deployment import operations
 
-    if not targets and not all_targets:
-        raise click.UsageError("give --target NAME (or --all)")
-    if not yes and not as_json and sys.stdin is not None and sys.stdin.isatty():
-        click.confirm(f"Remove the model from {', '.join(targets) or 'every target'}?", abort=True)
-    project_targets = list(targets) or orchestrate.open_project(config_file).target_names()
-    report = orchestrate.undeploy(
-        project_targets,
-        config=config_file,
-        name=name,
-        overrides=parse_overrides(overrides),
-        quiet=as_json,
-    )
-    _status_report(report, as_json, "undeployed")
+    _require_targets(targets)
+    chosen = ", ".join(targets.names) or "every target"
+    _confirm(f"Remove the model from {chosen}?", yes=yes, as_json=targets.as_json)
+    report = operations.undeploy(name=name, **targets.api())
+    raise click.exceptions.Exit(_show(report, targets.as_json, _now_lines("undeployed")))
 
 
 @click.command()
 @target_options
 @click.option("--to", "to", help="A version number or label to go back to (default: the previous).")
 @click.option("--name", help="The model's name on the targets.")
-@_redacting
-def rollback(
-    targets: tuple[str, ...],
-    all_targets: bool,
-    config_file: Path | None,
-    overrides: tuple[str, ...],
-    as_json: bool,
-    to: str | None,
-    name: str | None,
-) -> None:
+def rollback(targets: Targets, to: str | None, name: str | None) -> None:
     """Serve the version before the last deploy again (or the version or label --to)."""
-    from tfdeploy import orchestrate
+    from tfdeploy.deployment import operations
 
-    if not targets and not all_targets:
-        raise click.UsageError("give --target NAME (or --all)")
-    project_targets = list(targets) or orchestrate.open_project(config_file).target_names()
-    report = orchestrate.rollback(
-        project_targets,
-        to=to,
-        config=config_file,
-        name=name,
-        overrides=parse_overrides(overrides),
-        quiet=as_json,
-    )
-    _status_report(report, as_json, "rolled back")
+    _require_targets(targets)
+    report = operations.rollback(to=to, name=name, **targets.api())
+    raise click.exceptions.Exit(_show(report, targets.as_json, _now_lines("rolled back")))
 
 
 COMMANDS = [deploy, plan, status, verify, undeploy, rollback]

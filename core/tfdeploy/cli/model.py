@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from tfdeploy.cli._common import json_option, print_json, read_input, status_line
+from tfdeploy.cli.options import json_option, read_input
+from tfdeploy.cli.output import echo, print_json, status_line
 
 
 def _first_line(exc: BaseException) -> str:
@@ -32,7 +33,7 @@ def inspect(path: Path, as_json: bool) -> None:
     PATH is the SavedModel directory, its saved_model.pb, a base path of version folders, or
     a .tar.gz bundle. Loads no model (and no TensorFlow).
     """
-    from tfdeploy.savedmodel import read_model_info
+    from tfdeploy.model.savedmodel import read_model_info
 
     info = read_model_info(path)
     if as_json:
@@ -80,7 +81,7 @@ def validate(path: Path, instances_file: str | None, signature: str, as_json: bo
 
     Exits 1 when any check fails.
     """
-    from tfdeploy.validate import validate as run_validate
+    from tfdeploy.predict.validate import validate as run_validate
 
     instances = read_input(instances_file) if instances_file else None
     report = run_validate(path, instances=instances, signature_name=signature)
@@ -129,7 +130,7 @@ def package(path: Path, name: str, version: int, output_dir: Path, as_json: bool
 
     The same files always give the same bytes.
     """
-    from tfdeploy.bundle import package as build
+    from tfdeploy.model.bundle import package as build
 
     bundle = build(path, name=name, version=version, output_dir=output_dir)
     if as_json:
@@ -175,16 +176,14 @@ def predict(
     as_json: bool,
 ) -> None:
     """Predict instances with a local SavedModel, a running server or a deploy target."""
-    from tfdeploy.predict import predict_savedmodel
-
     if (model is None) == (target is None):
         raise click.UsageError("give exactly one of --model or --target")
     instances = read_input(input_file)
     if target is not None:
-        from tfdeploy.cli.deploy import _redacting, parse_overrides
-        from tfdeploy.orchestrate import predict_instances
+        from tfdeploy.deployment.config import parse_overrides
+        from tfdeploy.deployment.operations import predict_instances
 
-        predictions = _redacting(predict_instances)(
+        predictions = predict_instances(
             instances,
             target,
             config=config_file,
@@ -192,18 +191,16 @@ def predict(
             batch_size=batch_size,
             overrides=parse_overrides(overrides),
         )
-        click.echo(predictions.to_json() if as_json else predictions.format(limit=None))
-        return
-    assert model is not None
-    if not model.startswith(("http://", "https://")):
-        status_line(f"loading {model} ...", quiet=as_json)
-    predictions = predict_savedmodel(
-        instances, model, signature_name=signature, batch_size=batch_size
-    )
-    if as_json:
-        click.echo(predictions.to_json())
     else:
-        click.echo(predictions.format(limit=None))
+        from tfdeploy.api import predict_savedmodel
+
+        assert model is not None
+        if not model.startswith(("http://", "https://")):
+            status_line(f"loading {model} ...", quiet=as_json)
+        predictions = predict_savedmodel(
+            instances, model, signature_name=signature, batch_size=batch_size
+        )
+    echo(predictions.to_json() if as_json else predictions.format(limit=None))
 
 
 @click.command()
@@ -228,9 +225,9 @@ def export(
     model_file: Path, export_dir: Path, versioned: bool, overwrite: bool, as_json: bool
 ) -> None:
     """Export a Keras model file (.keras or .h5) as a SavedModel."""
-    from tfdeploy import _tf
     from tfdeploy.errors import ModelNotFoundError, TfdeployError
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
 
     if not model_file.is_file():
         raise ModelNotFoundError(
@@ -268,7 +265,12 @@ def export(
 )
 def view(path: Path, logdir: Path | None, port: int, launch: bool) -> None:
     """Write a SavedModel's graphs for TensorBoard and open them in it."""
-    from tfdeploy.view import INSTALL_HINT, launch_tensorboard, tensorboard_installed, write_graphs
+    from tfdeploy.predict.view import (
+        INSTALL_HINT,
+        launch_tensorboard,
+        tensorboard_installed,
+        write_graphs,
+    )
 
     if launch and not tensorboard_installed():
         from tfdeploy.errors import DependencyError

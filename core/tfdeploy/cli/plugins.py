@@ -6,20 +6,20 @@ from pathlib import Path
 
 import click
 
-from tfdeploy.cli._common import json_option
-from tfdeploy.cli.deploy import echo, emit_json
+from tfdeploy.cli.options import json_option
+from tfdeploy.cli.output import echo, print_json
 
 
 @click.command()
 @json_option
 def plugins(as_json: bool) -> None:
     """List the installed plugins, their hooks and the targets they register."""
-    from tfdeploy.plugins import get_plugins
+    from tfdeploy.deployment.registry import get_plugins
 
     loaded = get_plugins()
     infos = loaded.infos()
     if as_json:
-        emit_json([p.to_dict() for p in infos])
+        print_json([p.to_dict() for p in infos])
         return
     if not infos:
         echo("No plugins installed.")
@@ -36,11 +36,11 @@ def plugins(as_json: bool) -> None:
 @json_option
 def targets(as_json: bool) -> None:
     """List the deploy targets and their settings: type, default and help."""
-    from tfdeploy.plugins import get_plugins
+    from tfdeploy.deployment.registry import get_plugins
 
     types = sorted(get_plugins().targets.values(), key=lambda t: t.name)
     if as_json:
-        emit_json([t.to_dict() for t in types])
+        print_json([t.to_dict() for t in types])
         return
     if not types:
         echo("No deploy targets installed.")
@@ -65,9 +65,9 @@ def config() -> None:
 @json_option
 def check(file: Path | None, as_json: bool) -> None:
     """Check deploy.yaml: syntax, variables, the model section and every target's settings."""
-    from tfdeploy import config as configuration
+    from tfdeploy.deployment import config as configuration
+    from tfdeploy.deployment.registry import get_plugins
     from tfdeploy.errors import ConfigError
-    from tfdeploy.plugins import get_plugins
 
     found = configuration.find(file) if file else configuration.find()
     if found is None:
@@ -85,7 +85,7 @@ def check(file: Path | None, as_json: bool) -> None:
         "targets": {n: e.plugin for n, e in loaded.targets.items()},
     }
     if as_json:
-        emit_json(summary)
+        print_json(summary)
         return
     echo(f"{found}: OK — model {summary['name']} at {summary['model']}")
     for n, e in loaded.targets.items():
@@ -95,10 +95,10 @@ def check(file: Path | None, as_json: bool) -> None:
 @config.command()
 def schema() -> None:
     """Print a JSON Schema of deploy.yaml for editors, with every installed target."""
-    from tfdeploy import config as configuration
-    from tfdeploy.plugins import get_plugins
+    from tfdeploy.deployment import config as configuration
+    from tfdeploy.deployment.registry import get_plugins
 
-    emit_json(configuration.json_schema(get_plugins()))
+    print_json(configuration.json_schema(get_plugins()))
 
 
 COMMANDS = [plugins, targets, config]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import _tf
+from tfdeploy.predict import _tf
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +54,7 @@ def train(epochs: int = 15, seed: int = 0) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """Train the classifier and export it as a SavedModel."""
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict.export import export_savedmodel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir", type=Path)

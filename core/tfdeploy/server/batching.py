@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import contract
 from tfdeploy.errors import ServableNotFoundError, ServerBusyError
+from tfdeploy.predict import wire
 from tfdeploy.server.metrics import Metrics
 
 Outputs = dict[str, np.ndarray]
@@ -206,9 +206,9 @@ class Batcher:
             if item.size is not None and item.size > size:
                 chunks = [
                     self._call(item.signature, b, len(next(iter(b.values()))))
-                    for b in contract.iter_batches(item.inputs, item.size, size)
+                    for b in wire.iter_batches(item.inputs, item.size, size)
                 ]
-                return contract.concat_outputs(chunks), None
+                return wire.concat_outputs(chunks), None
             return self._call(item.signature, item.inputs, item.size or 1), None
         except BaseException as exc:  # delivered to the request's own future
             return None, exc

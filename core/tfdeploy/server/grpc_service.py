@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfdeploy import _tf, contract, examples_format
 from tfdeploy.errors import DependencyError, InvalidInputError, TfdeployError
+from tfdeploy.model.signatures import DTYPE_NAMES, NUMPY_DTYPES, Signature, TensorSpec
+from tfdeploy.predict import _tf, tfexample, wire
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 from tfdeploy.server.rest import examples_input
-from tfdeploy.signatures import DTYPE_NAMES, NUMPY_DTYPES, Signature, TensorSpec
 
 log = logging.getLogger("tfdeploy.server")
 
@@ -287,9 +287,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
     async def run_examples(request: Any, kind: str, out_spec: Any) -> dict[str, np.ndarray]:
         """Run a Classify or Regress request's tf.Examples; fill the answer's model_spec."""
         servable = resolve(request.model_spec)
-        sig = contract.select_signature(
-            servable.signatures, request.model_spec.signature_name or None
-        )
+        sig = wire.select_signature(servable.signatures, request.model_spec.signature_name or None)
         key = examples_input(sig, kind)
         protos = _serialized_examples(request.input)
         inputs = {key: np.array(protos, dtype=object)}
@@ -305,7 +303,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         @_rpc("Predict")
         async def Predict(self, request: Any, context: Any) -> Any:
             servable = resolve(request.model_spec)
-            sig = contract.select_signature(
+            sig = wire.select_signature(
                 servable.signatures, request.model_spec.signature_name or None
             )
             inputs, size = tensors_to_inputs(request.inputs, sig)
@@ -324,7 +322,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         async def Classify(self, request: Any, context: Any) -> Any:
             response = classification_pb2.ClassificationResponse()
             outputs = await run_examples(request, "classify", response.model_spec)
-            for row in examples_format.classify_results(outputs):
+            for row in tfexample.classify_results(outputs):
                 c = response.result.classifications.add()
                 for label, score in row:
                     c.classes.add(label=label, score=score)
@@ -334,7 +332,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         async def Regress(self, request: Any, context: Any) -> Any:
             response = regression_pb2.RegressionResponse()
             outputs = await run_examples(request, "regress", response.model_spec)
-            for value in examples_format.regress_results(outputs):
+            for value in tfexample.regress_results(outputs):
                 response.result.regressions.add(value=value)
             return response
 

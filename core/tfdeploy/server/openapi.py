@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy.signatures import JSON_TYPES, Signature, TensorSpec
+from tfdeploy.model.signatures import JSON_TYPES, Signature, TensorSpec
 
 _ERROR_CODES = {
     "400": "The request does not fit the signature, or is not valid JSON.",

@@ -32,10 +32,10 @@ from tfdeploy.errors import (
     ServableNotFoundError,
     TfdeployError,
 )
-from tfdeploy.savedmodel import is_savedmodel_dir, resolve_model_dir, version_dirs
+from tfdeploy.model.savedmodel import is_savedmodel_dir, resolve_model_dir, version_dirs
+from tfdeploy.model.signatures import Signature
 from tfdeploy.server.batching import Batcher, BatchingOptions, ClosedError, Outputs
 from tfdeploy.server.metrics import Metrics
-from tfdeploy.signatures import Signature
 
 log = logging.getLogger("tfdeploy.server")
 
@@ -213,7 +213,7 @@ Loader = Callable[[Path], Any]
 
 
 def _load_model(path: Path) -> Any:
-    from tfdeploy.runtime import LoadedModel
+    from tfdeploy.predict.runtime import LoadedModel
 
     return LoadedModel(path)
 

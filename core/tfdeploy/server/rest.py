@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import contract, examples_format
 from tfdeploy.errors import (
     InvalidInputError,
     RequestTooLargeError,
     ServableNotFoundError,
     TfdeployError,
 )
+from tfdeploy.model.signatures import CLASSIFY_METHOD, REGRESS_METHOD, Signature
+from tfdeploy.predict import tfexample, wire
 from tfdeploy.server import openapi
 from tfdeploy.server.repository import ModelRepository, Servable
-from tfdeploy.signatures import CLASSIFY_METHOD, REGRESS_METHOD, Signature
 
 log = logging.getLogger("tfdeploy.server")
 
@@ -126,12 +126,12 @@ class RestApp:
             return
         except TfdeployError as exc:
             status, headers = exc.http_status, _JSON
-            body = contract.dumps({"error": exc.describe()})
+            body = wire.dumps({"error": exc.describe()})
             self.metrics.errors.inc(getattr(exc, "code", "UNKNOWN"))
         except Exception as exc:  # never a traceback to the client
             log.exception("internal error answering %s %s", scope["method"], scope["path"])
             status, headers = 500, _JSON
-            body = contract.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+            body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
             self.metrics.errors.inc("INTERNAL")
         finally:
             self._in_flight -= 1
@@ -176,7 +176,7 @@ class RestApp:
         if path == "/_noop":
             self._method(method, "POST")
             raw = await self._body(scope, receive)
-            contract.loads(raw)
+            wire.loads(raw)
             return "noop", 200, _JSON, b'{"predictions":[]}'
         self._method(method, "GET", "HEAD")
         if path in ("/openapi.json", "/swagger.json"):
@@ -264,13 +264,13 @@ class RestApp:
     ) -> bytes:
         repo = self.repository
         servable = repo.resolve(name, version, label)
-        body = contract.loads(raw)
+        body = wire.loads(raw)
         requested = body.get("signature_name") if isinstance(body, dict) else None
         if requested is not None and not isinstance(requested, str):
             raise InvalidInputError("signature_name must be a string")
-        signature = contract.select_signature(servable.signatures, requested)
+        signature = wire.select_signature(servable.signatures, requested)
         key = examples_input(signature, verb)
-        protos = examples_format.examples_to_protos(body)
+        protos = tfexample.examples_to_protos(body)
         inputs = {key: np.array(protos, dtype=object)}
         future = repo.submit(
             servable,
@@ -284,8 +284,8 @@ class RestApp:
         )
         outputs = await future
         if verb == "classify":
-            return contract.dumps({"results": examples_format.classify_results(outputs)})
-        return contract.dumps({"results": examples_format.regress_results(outputs)})
+            return wire.dumps({"results": tfexample.classify_results(outputs)})
+        return wire.dumps({"results": tfexample.regress_results(outputs)})
 
     # --- TF Serving -----------------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class RestApp:
         self._method(method, "GET", "HEAD")
         if match["meta"]:
             servable = self.repository.resolve(name, version, label)
-            return "tfs_metadata", 200, _JSON, contract.dumps(metadata(servable))
+            return "tfs_metadata", 200, _JSON, wire.dumps(metadata(servable))
         statuses = self.repository.status(name, version, label)
         body = {
             "model_version_status": [
@@ -322,7 +322,7 @@ class RestApp:
                 for s in statuses
             ]
         }
-        return "tfs_status", 200, _JSON, contract.dumps(body)
+        return "tfs_status", 200, _JSON, wire.dumps(body)
 
     # --- documents ------------------------------------------------------------------------
 
@@ -334,7 +334,7 @@ class RestApp:
         spec = openapi.build_spec(
             servable.signatures, model_name=servable.name, version=servable.version
         )
-        data = contract.dumps(spec)
+        data = wire.dumps(spec)
         self._spec_cache = (servable, data)
         return data
 
@@ -343,15 +343,15 @@ class RestApp:
         if path == "/healthz/live":
             return "health", 200, _JSON, b'{"live":true}'
         body = {"live": True, "ready": ready, "models": self.repository.names}
-        return "health", 200 if ready else 503, _JSON, contract.dumps(body)
+        return "health", 200 if ready else 503, _JSON, wire.dumps(body)
 
 
-def _prepare(raw: bytes, signatures: Any, path_signature: str | None) -> contract.PreparedRequest:
-    return contract.prepare(contract.loads(raw), signatures, signature_name=path_signature)
+def _prepare(raw: bytes, signatures: Any, path_signature: str | None) -> wire.PreparedRequest:
+    return wire.prepare(wire.loads(raw), signatures, signature_name=path_signature)
 
 
-def _encode(outputs: dict[str, np.ndarray], request: contract.PreparedRequest) -> bytes:
-    return contract.encode_answer(outputs, request.format, request.batch_size)
+def _encode(outputs: dict[str, np.ndarray], request: wire.PreparedRequest) -> bytes:
+    return wire.encode_answer(outputs, request.format, request.batch_size)
 
 
 def examples_input(signature: Signature, verb: str) -> str:

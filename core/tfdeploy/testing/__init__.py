@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from tfdeploy.bundle import Bundle
-    from tfdeploy.runtime import LoadedModel
+    from tfdeploy.model.bundle import Bundle
+    from tfdeploy.predict.runtime import LoadedModel
 
 
 @pytest.fixture(scope="session")
 def digits_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example digits classifier exported as a SavedModel, once per test session."""
     from tfdeploy.examples.digits import train
-    from tfdeploy.export import export_savedmodel
+    from tfdeploy.predict.export import export_savedmodel
 
     return export_savedmodel(train(epochs=5), tmp_path_factory.mktemp("digits") / "savedmodel")
 
@@ -40,7 +40,7 @@ def digits_savedmodel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def digits_model(digits_savedmodel: Path) -> LoadedModel:
     """The digits SavedModel loaded once per test session."""
-    from tfdeploy.runtime import LoadedModel
+    from tfdeploy.predict.runtime import LoadedModel
 
     return LoadedModel(digits_savedmodel)
 
@@ -71,7 +71,7 @@ def digits_savedmodel_changed(
 @pytest.fixture(scope="session")
 def digits_bundle(digits_savedmodel: Path, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
     """The digits SavedModel packaged as a bundle named ``digits``."""
-    from tfdeploy.bundle import package
+    from tfdeploy.model.bundle import package
 
     return package(digits_savedmodel, name="digits", output_dir=tmp_path_factory.mktemp("bundle"))
 
@@ -81,7 +81,7 @@ def digits_bundle_changed(
     digits_savedmodel_changed: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Bundle:
     """:func:`digits_savedmodel_changed` packaged as a bundle named ``digits``."""
-    from tfdeploy.bundle import package
+    from tfdeploy.model.bundle import package
 
     return package(
         digits_savedmodel_changed, name="digits", output_dir=tmp_path_factory.mktemp("bundle2")

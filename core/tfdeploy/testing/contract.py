@@ -29,9 +29,9 @@ import numpy as np
 import pydantic
 import pytest
 
-from tfdeploy.bundle import Bundle
+from tfdeploy.deployment.target import DeployResult, Progress, Status, Target
 from tfdeploy.errors import UnsupportedError
-from tfdeploy.targets import DeployResult, Progress, Status, Target
+from tfdeploy.model.bundle import Bundle
 
 #: ``make_target(model_name, progress=None) -> Target``
 TargetFactory = Callable[..., Target[Any]]
@@ -51,7 +51,7 @@ class _Interrupt(Progress):
 
 
 class TargetContract:
-    """The rules of :class:`tfdeploy.targets.Target`, as tests. See the module docstring."""
+    """The rules of :class:`tfdeploy.deployment.target.Target`, as tests. See the module docstring."""
 
     #: Largest absolute difference accepted between the target's answers and the local model's.
     tolerance = 1e-4

@@ -1,34 +1,35 @@
 """tfdeploy's ``tfserving`` target, registered through the ``tfdeploy`` entry-point group.
 
-This package is the example plugin authors copy: one hook registers the target class, one
-adds the validation checks that its constraints need.
+One hook registers the target class, one adds the validation check that TF Serving's gRPC
+API needs. Like every plugin it imports tfdeploy only through :mod:`tfdeploy.plugin`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-import tfdeploy
-from tfdeploy.hookspecs import RegisterTarget
-from tfdeploy.signatures import NUMPY_DTYPES, ModelInfo
-from tfdeploy.targets import Target, TargetConfig
-from tfdeploy_tfserving.client import DTYPE_NUMBERS
+from tfdeploy.plugin import (
+    NUMPY_DTYPES,
+    Check,
+    ExtraCheck,
+    ModelInfo,
+    RegisterTarget,
+    Target,
+    TargetConfig,
+    hookimpl,
+)
 from tfdeploy_tfserving.target import TFServingConfig, TFServingTarget
-
-if TYPE_CHECKING:
-    from tfdeploy.validate import Check, ExtraCheck
 
 __all__ = ["TFServingConfig", "TFServingTarget"]
 
 
-@tfdeploy.hookimpl
+@hookimpl
 def register_targets(register: RegisterTarget) -> None:
     """Register the ``tfserving`` target."""
     register("tfserving", TFServingTarget)
 
 
-@tfdeploy.hookimpl
+@hookimpl
 def target_checks(target: Target[TargetConfig]) -> Iterable[ExtraCheck] | None:
     """For tfserving targets: every input and output must travel over gRPC."""
     if not isinstance(target, TFServingTarget):
@@ -37,13 +38,11 @@ def target_checks(target: Target[TargetConfig]) -> Iterable[ExtraCheck] | None:
 
 
 def _grpc_dtypes(info: ModelInfo) -> Iterable[Check]:
-    from tfdeploy.validate import Check
-
     bad = [
         f"{sig.name}.{spec.key} ({spec.dtype})"
         for sig in info.signatures.values()
         for spec in (*sig.inputs.values(), *sig.outputs.values())
-        if NUMPY_DTYPES.get(spec.dtype, "?") not in DTYPE_NUMBERS
+        if spec.dtype not in NUMPY_DTYPES or spec.dtype == "DT_BFLOAT16"
     ]
     if bad:
         yield Check(

@@ -1,55 +1,44 @@
 """Talking to a TF Serving server: gRPC (PredictionService, ModelService) and REST.
 
 The gRPC messages come from :mod:`tfdeploy_tfserving.protos`, so no call here imports
-TensorFlow. Connection failures and ``UNAVAILABLE`` become
-:class:`~tfdeploy.errors.TransientError`, which callers retry.
+TensorFlow. gRPC statuses become tfdeploy errors through :func:`tfdeploy.plugin.from_grpc_status`
+(``UNAVAILABLE`` and friends are retryable); REST calls go through
+:func:`tfdeploy.plugin.request_json`, which maps HTTP statuses the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from tfdeploy.errors import (
+from tfdeploy.plugin import (
+    DTYPE_FOR_NUMPY,
+    DTYPE_NAMES,
+    DTYPE_NUMBERS,
+    NUMPY_DTYPES,
     PredictionError,
-    RemoteError,
-    ServableNotFoundError,
+    Signature,
     TargetError,
-    TransientError,
+    TensorSpec,
+    from_connection_error,
+    from_grpc_status,
+    wire,
 )
-from tfdeploy.signatures import DTYPE_NAMES, Signature, TensorSpec
 from tfdeploy_tfserving import protos
 
 if TYPE_CHECKING:
     import numpy as np
 
-#: TensorFlow DataType numbers of the numpy dtypes a request can hold.
-DTYPE_NUMBERS = {
-    "float32": 1,
-    "float64": 2,
-    "int32": 3,
-    "uint8": 4,
-    "int16": 5,
-    "int8": 6,
-    "object": 7,
-    "int64": 9,
-    "bool": 10,
-    "uint16": 17,
-    "float16": 19,
-    "uint32": 22,
-    "uint64": 23,
-}
-_NUMPY_BY_NUMBER = {v: k for k, v in DTYPE_NUMBERS.items()}
-_TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
+#: The TensorProto field holding values of each numpy dtype when ``tensor_content`` is empty.
+_VALUE_FIELDS = {
+    "float32": "float_val",
+    "float64": "double_val",
+    "int64": "int64_val",
+    "bool": "bool_val",
+    "uint32": "uint32_val",
+    "uint64": "uint64_val",
 }
 
 
@@ -62,9 +51,9 @@ def to_tensor(array: np.ndarray) -> Any:
 
     tensor = protos.TensorProto()
     kind = "object" if array.dtype.kind in "OSU" else array.dtype.name
-    if kind not in DTYPE_NUMBERS:
+    if kind not in DTYPE_FOR_NUMPY:
         raise PredictionError(f"cannot send a {array.dtype} array over gRPC")
-    tensor.dtype = DTYPE_NUMBERS[kind]
+    tensor.dtype = DTYPE_NUMBERS[DTYPE_FOR_NUMPY[kind]]
     for size in array.shape:
         tensor.tensor_shape.dim.add(size=size)
     if kind == "object":
@@ -82,8 +71,8 @@ def from_tensor(tensor: Any) -> np.ndarray:
     """The numpy array a ``tensorflow.TensorProto`` holds."""
     import numpy as np
 
-    name = _NUMPY_BY_NUMBER.get(tensor.dtype)
-    if name is None:
+    name = NUMPY_DTYPES.get(DTYPE_NAMES.get(tensor.dtype, ""))
+    if name is None or tensor.dtype == DTYPE_NUMBERS["DT_BFLOAT16"]:
         raise PredictionError(
             f"the server answered with a {DTYPE_NAMES.get(tensor.dtype, tensor.dtype)} tensor"
         )
@@ -100,14 +89,7 @@ def from_tensor(tensor: Any) -> np.ndarray:
     elif name == "float16":
         array = np.asarray(tensor.half_val, dtype=np.uint16).view(np.float16)
     else:
-        field = {
-            "float32": "float_val",
-            "float64": "double_val",
-            "int64": "int64_val",
-            "bool": "bool_val",
-            "uint32": "uint32_val",
-            "uint64": "uint64_val",
-        }.get(name, "int_val")
+        field = _VALUE_FIELDS.get(name, "int_val")
         array = np.asarray(getattr(tensor, field), dtype=name)
     if array.size == 1 and count != 1:
         array = np.full(count, array.reshape(-1)[0], dtype=array.dtype)
@@ -159,14 +141,11 @@ class GrpcClient:
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             detail = exc.details() if hasattr(exc, "details") else str(exc)
-            message = f"{what} at {self.address}: {code.name if code else 'error'}: {detail}"
-            if code in _TRANSIENT:
-                raise TransientError(message, hint="check that the server is running") from None
-            if code == grpc.StatusCode.NOT_FOUND:
-                raise ServableNotFoundError(message) from None
-            if code == grpc.StatusCode.INVALID_ARGUMENT:
-                raise PredictionError(message) from None
-            raise TargetError(message) from None
+            where = f"{what} at {self.address}"
+            if code == grpc.StatusCode.UNAVAILABLE and _unreachable(detail):
+                raise from_connection_error(where, detail) from None
+            name = code.name if code is not None else "UNKNOWN"
+            raise from_grpc_status(name, f"{where}: {name}: {detail}") from None
 
     def model_status(self, model: str) -> list[tuple[int, str, str]]:
         """``(version, state, error message)`` for every version the server knows of ``model``."""
@@ -221,9 +200,7 @@ class GrpcClient:
         label: str | None = None,
     ) -> dict[str, Any]:
         """Answer a contract request through PredictionService.Predict."""
-        from tfdeploy import contract
-
-        prepared = contract.prepare(body, self.signatures(model, version=version, label=label))
+        prepared = wire.prepare(body, self.signatures(model, version=version, label=label))
         request = protos.PredictRequest()
         _spec(request.model_spec, model, version, label)
         request.model_spec.signature_name = prepared.signature.name
@@ -231,7 +208,7 @@ class GrpcClient:
             request.inputs[key].CopyFrom(to_tensor(array))
         response = self._call(protos.PREDICT, request, protos.PredictResponse, "Predict")
         outputs = {k: from_tensor(v) for k, v in sorted(response.outputs.items())}
-        return contract.answer(outputs, prepared.format, prepared.batch_size)
+        return wire.answer(outputs, prepared.format, prepared.batch_size)
 
     def close(self) -> None:
         """Close the channel."""
@@ -246,37 +223,10 @@ def _spec(spec: Any, model: str, version: int | None, label: str | None) -> None
         spec.version_label = label
 
 
-# --- REST ----------------------------------------------------------------------------------
-
-
-def rest_request(
-    url: str,
-    body: Any | None = None,
-    *,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-) -> Any:
-    """GET (or POST ``body``) a TF Serving REST URL and decode the JSON answer."""
-    from tfdeploy import contract
-
-    data = contract.dumps(body) if body is not None else None
-    request = urllib.request.Request(
-        url,
-        data=data,
-        headers={"Content-Type": "application/json", **(headers or {})},
-        method="POST" if data is not None else "GET",
+def _unreachable(detail: str) -> bool:
+    """Whether a gRPC ``UNAVAILABLE`` says the server could not be reached at all."""
+    text = detail.lower()
+    return any(
+        sign in text
+        for sign in ("connection refused", "failed to connect", "dns resolution", "name resolution")
     )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return contract.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", errors="replace")[:500]
-        with contextlib.suppress(ValueError, AttributeError):
-            detail = str(json.loads(detail).get("error", detail))
-        if exc.code >= 500:
-            raise TransientError(f"{url} answered {exc.code}: {detail}") from None
-        if exc.code == 404:
-            raise ServableNotFoundError(f"{url} answered 404: {detail}") from None
-        raise RemoteError(f"{url} answered {exc.code}: {detail}", status=exc.code) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise TransientError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None

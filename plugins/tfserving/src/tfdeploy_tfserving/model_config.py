@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf import text_format
 
-from tfdeploy.errors import TargetError
+from tfdeploy.plugin import TargetError
 from tfdeploy_tfserving import protos
 
 

@@ -23,12 +23,18 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from tfdeploy.bundle import Manifest
-from tfdeploy.errors import DependencyError, TargetError, TransientError
-from tfdeploy.targets import Progress
+from tfdeploy.plugin import (
+    SAVED_MODEL_PB,
+    DependencyError,
+    Manifest,
+    Progress,
+    TargetError,
+    from_connection_error,
+    from_http_status,
+    model_files,
+)
 
 MANIFEST_PATH = "assets.extra/tfdeploy.json"
-SAVED_MODEL_PB = "saved_model.pb"
 STAGING = ".tfdeploy-staging-"
 RETIRED = ".tfdeploy-retired-"
 
@@ -75,13 +81,10 @@ def open_store(base_path: str, model_name: str, *, project: str | None = None) -
     return LocalStore(Path(base_path).expanduser() / model_name)
 
 
-def model_files(model_dir: Path) -> list[Path]:
-    """The files of a SavedModel, ``saved_model.pb`` last, except an old tfdeploy manifest."""
-    files = sorted(
-        (f for f in model_dir.rglob("*") if f.is_file()),
-        key=lambda f: (f.name == SAVED_MODEL_PB and f.parent == model_dir, f.as_posix()),
-    )
-    return [f for f in files if f.relative_to(model_dir).as_posix() != MANIFEST_PATH]
+def files_to_copy(model_dir: Path) -> list[Path]:
+    """The files of a SavedModel, ``saved_model.pb`` last, without an old tfdeploy manifest."""
+    files = [f for f in model_files(model_dir) if f != model_dir / MANIFEST_PATH]
+    return sorted(files, key=lambda f: f == model_dir / SAVED_MODEL_PB)
 
 
 class LocalStore(Store):
@@ -120,7 +123,7 @@ class LocalStore(Store):
         self._remove_stale_staging()
         final = self.root / str(version)
         staging = self.root / f"{STAGING}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        files = model_files(model_dir)
+        files = files_to_copy(model_dir)
         total = sum(f.stat().st_size for f in files)
         copied = 0
         try:
@@ -234,12 +237,10 @@ class GCSStore(Store):
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (self._errors.TooManyRequests, self._errors.ServerError) as exc:
-            raise TransientError(f"{what} on {self.url}: {exc.message}") from exc
         except self._errors.GoogleAPICallError as exc:
-            raise TargetError(f"{what} on {self.url}: {exc.message}") from exc
+            raise from_http_status(exc.code or 500, f"{what} on {self.url}: {exc.message}") from exc
         except OSError as exc:  # connection refused, DNS, timeouts
-            raise TransientError(f"{what} on {self.url}: {exc}") from exc
+            raise from_connection_error(self.url, exc) from exc
 
     def _list(self, prefix: str, *, delimiter: str | None = None) -> tuple[list[Any], set[str]]:
         def run() -> tuple[list[Any], set[str]]:
@@ -290,7 +291,7 @@ class GCSStore(Store):
         self._remove_partial()
         staging = f"{self.prefix}{STAGING}{version}-{uuid.uuid4().hex[:8]}/"
         final = f"{self.prefix}{version}/"
-        files = model_files(model_dir)
+        files = files_to_copy(model_dir)
         total = sum(f.stat().st_size for f in files)
         sent = 0
         names: list[str] = []

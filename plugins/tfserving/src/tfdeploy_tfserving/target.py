@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from tfdeploy.bundle import Bundle, unpack_bundle
-from tfdeploy.errors import ServableNotFoundError, TargetError, TransientError
-from tfdeploy.targets import DeployResult, Plan, State, Status, Target, TargetConfig, VersionStatus
+from tfdeploy.plugin import (
+    Bundle,
+    DeployResult,
+    Plan,
+    State,
+    Status,
+    Target,
+    TargetConfig,
+    TargetError,
+    TfdeployError,
+    VersionStatus,
+    request_json,
+)
 from tfdeploy_tfserving import model_config
-from tfdeploy_tfserving.client import GrpcClient, rest_request
+from tfdeploy_tfserving.client import GrpcClient
 from tfdeploy_tfserving.storage import Store, open_store
 
 
@@ -121,9 +130,11 @@ class TFServingTarget(Target[TFServingConfig]):
             url = self._rest_model_url()
             if url is None:
                 return None
-            body = rest_request(url, headers=self._headers())
-        except ServableNotFoundError:
-            return {}
+            body = request_json("GET", url, headers=self._headers(), timeout=30.0)
+        except TfdeployError as exc:
+            if exc.code == "NOT_FOUND":
+                return {}
+            raise
         out = {}
         for row in body.get("model_version_status", []):
             status = row.get("status") or {}
@@ -143,7 +154,9 @@ class TFServingTarget(Target[TFServingConfig]):
         detail = None
         try:
             server = self._server_states()
-        except TransientError as exc:
+        except TfdeployError as exc:
+            if not exc.retryable:
+                raise
             server, detail = None, exc.message
         versions = []
         for v in sorted(set(stored) | set(server or {}), reverse=True):
@@ -239,10 +252,8 @@ class TFServingTarget(Target[TFServingConfig]):
                 message=f"version {current} already has {digest}",
             )
         version = self._next_version(bundle.manifest.version)
-        with tempfile.TemporaryDirectory(prefix="tfdeploy-tfserving-") as tmp:
-            unpacked = unpack_bundle(bundle.path, tmp)
-            self.progress.step(f"copying version {version} to {self.store.url}")
-            sent = self.store.put(version, unpacked.model_dir, bundle.manifest, self.progress)
+        self.progress.step(f"copying version {version} to {self.store.url}")
+        sent = self.store.put(version, bundle.model_dir, bundle.manifest, self.progress)
         try:
             if self.config.model_config_file:
                 self._write_labels({**labels, self.config.label: version})
@@ -291,7 +302,9 @@ class TFServingTarget(Target[TFServingConfig]):
             self.progress.heartbeat(time.monotonic() - start)
             try:
                 states = self._server_states() or {}
-            except TransientError:
+            except TfdeployError as exc:
+                if not exc.retryable:
+                    raise
                 states = {}
             state, error = states.get(version, ("", ""))
             if state == "AVAILABLE":
@@ -313,7 +326,9 @@ class TFServingTarget(Target[TFServingConfig]):
             url = self._rest_model_url()
             assert url is not None
             target = f"{url}/labels/{label}:predict" if label else f"{url}:predict"
-            answer: dict[str, Any] = rest_request(target, dict(request), headers=self._headers())
+            answer: dict[str, Any] = request_json(
+                "POST", target, dict(request), headers=self._headers(), timeout=60.0
+            )
             return answer
         if self.grpc is None:
             raise TargetError(

@@ -2,7 +2,10 @@
 
 ``<path>/<model>/<n>/`` holds version ``n``; ``<path>/<model>/CURRENT`` names the version that
 serves, replaced in one step, so a half-copied version is never current. Predictions load the
-current version in this process. docs/plugins.md walks through this file.
+current version in this process.
+
+This file is the template for a new target: copy it, rename, and replace the folder logic
+with your service's calls. docs/plugins.md walks through it line by line.
 """
 
 from __future__ import annotations
@@ -12,20 +15,27 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
-import tfdeploy
-from tfdeploy.bundle import Bundle, unpack_bundle
-from tfdeploy.errors import TargetError
-from tfdeploy.hookspecs import RegisterTarget
-from tfdeploy.savedmodel import content_digest
-from tfdeploy.signatures import ModelInfo
-from tfdeploy.targets import DeployResult, Status, Target, TargetConfig, VersionStatus
-
-if TYPE_CHECKING:
-    from tfdeploy.validate import Check, ExtraCheck
+from tfdeploy.plugin import (
+    Bundle,
+    Check,
+    DeployResult,
+    ExtraCheck,
+    ModelInfo,
+    RegisterTarget,
+    Status,
+    Target,
+    TargetConfig,
+    TargetError,
+    VersionStatus,
+    content_digest,
+    hookimpl,
+    load_savedmodel,
+    model_files,
+)
 
 
 class ExampleConfig(TargetConfig):
@@ -71,8 +81,8 @@ class ExampleTarget(Target[ExampleConfig]):
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
-            model_dir = unpack_bundle(bundle.path, staging / "unpacked").model_dir
-            files = [f for f in model_dir.rglob("*") if f.is_file()]
+            model_dir = bundle.model_dir
+            files = model_files(model_dir)
             total, done = sum(f.stat().st_size for f in files), 0
             target = staging / "model"
             for f in files:
@@ -92,7 +102,7 @@ class ExampleTarget(Target[ExampleConfig]):
         current = self._current()
         if current is None:
             raise TargetError(f"nothing is deployed in {self.root}")
-        model = tfdeploy.load_savedmodel(self.root / str(current))
+        model = load_savedmodel(self.root / str(current))
         return model.predict(dict(request))
 
     def status(self) -> Status:
@@ -126,13 +136,13 @@ class ExampleTarget(Target[ExampleConfig]):
         return self.status()
 
 
-@tfdeploy.hookimpl
+@hookimpl
 def register_targets(register: RegisterTarget) -> None:
     """Register ``example`` (alias ``example-dir``)."""
     register("example", ExampleTarget, aliases=["example-dir"])
 
 
-@tfdeploy.hookimpl
+@hookimpl
 def target_checks(target: Target[Any]) -> list[ExtraCheck] | None:
     """For example targets: the model must fit in ``max_bytes``."""
     if not isinstance(target, ExampleTarget):
@@ -140,8 +150,6 @@ def target_checks(target: Target[Any]) -> list[ExtraCheck] | None:
     limit = target.config.max_bytes
 
     def size(info: ModelInfo) -> list[Check]:
-        from tfdeploy.validate import Check
-
         if info.size_bytes > limit:
             return [
                 Check(

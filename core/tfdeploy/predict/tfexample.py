@@ -1,8 +1,9 @@
 """Classify and regress requests: TF Serving's ``examples`` format and its answers.
 
 ``:classify`` and ``:regress`` take ``{"examples": [{feature: value}], "context"?: {...}}``;
-the examples become serialized ``tf.Example`` protos, encoded here by hand so that no
-TensorFlow is needed, and the signature's outputs become TF Serving's ``results``.
+the examples become serialized ``tf.Example`` protos, encoded by hand
+(:mod:`tfdeploy.model.protowire`) so that no TensorFlow is needed, and the signature's
+outputs become TF Serving's ``results``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy.contract import is_b64, json_kind
 from tfdeploy.errors import InvalidInputError, InvalidModelError
+from tfdeploy.model.protowire import length_delimited, varint
+from tfdeploy.predict.wire import is_b64, json_kind
 
 
 def examples_to_protos(body: Any) -> list[bytes]:
@@ -45,27 +47,11 @@ def examples_to_protos(body: Any) -> list[bytes]:
             raise InvalidInputError(f"examples[{i}] is {json_kind(ex)}, not an object")
         features = {**shared, **{str(k): _feature(v, f"examples[{i}].{k}") for k, v in ex.items()}}
         entries = b"".join(
-            _field(1, _field(1, k.encode()) + _field(2, f)) for k, f in sorted(features.items())
+            length_delimited(1, length_delimited(1, k.encode()) + length_delimited(2, f))
+            for k, f in sorted(features.items())
         )
-        out.append(_field(1, entries))
+        out.append(length_delimited(1, entries))
     return out
-
-
-def _varint_bytes(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64 values travel as their two's complement
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint_bytes(number << 3 | 2) + _varint_bytes(len(payload)) + payload
 
 
 def _feature(value: Any, where: str) -> bytes:
@@ -82,7 +68,7 @@ def _feature(value: Any, where: str) -> bytes:
                     items.append(base64.b64decode(str(v["b64"]), validate=True))
                 except (binascii.Error, ValueError) as exc:
                     raise InvalidInputError(f"{where}: invalid base64") from exc
-        return _field(1, b"".join(_field(1, b) for b in items))  # bytes_list
+        return length_delimited(1, b"".join(length_delimited(1, b) for b in items))  # bytes_list
     if not all(isinstance(v, (int, float)) for v in values):
         raise InvalidInputError(
             f'{where}: a feature is a number, a string, {{"b64": ...}} or a list of one kind'
@@ -90,12 +76,12 @@ def _feature(value: Any, where: str) -> bytes:
     if all(isinstance(v, int) for v in values):
         if any(not -(2**63) <= v < 2**63 for v in values):
             raise InvalidInputError(f"{where}: a value is out of range for int64")
-        return _field(3, _field(1, b"".join(_varint_bytes(int(v)) for v in values)))
+        return length_delimited(3, length_delimited(1, b"".join(varint(int(v)) for v in values)))
     try:
         packed = struct.pack(f"<{len(values)}f", *values)
     except (OverflowError, struct.error) as exc:
         raise InvalidInputError(f"{where}: a value is out of range for float") from exc
-    return _field(2, _field(1, packed))  # float_list
+    return length_delimited(2, length_delimited(1, packed))  # float_list
 
 
 def classify_results(outputs: Mapping[str, np.ndarray]) -> list[list[list[Any]]]:

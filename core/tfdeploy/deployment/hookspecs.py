@@ -8,10 +8,10 @@ through an entry point in the ``tfdeploy`` group::
     foo = "tfdeploy_foo"
 
     # tfdeploy_foo/__init__.py
-    import tfdeploy
+    from tfdeploy.plugin import RegisterTarget, hookimpl
 
-    @tfdeploy.hookimpl
-    def register_targets(register):
+    @hookimpl
+    def register_targets(register: RegisterTarget) -> None:
         register("foo", FooTarget, aliases=["foo-cloud"])
 
 The built-in targets register exactly this way. A hook implementation whose name matches no
@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 if TYPE_CHECKING:
-    from tfdeploy.targets import Target
-    from tfdeploy.validate import ExtraCheck
+    from tfdeploy.deployment.target import Target
+    from tfdeploy.predict.validate import ExtraCheck
 
 #: The project name pluggy uses to tell tfdeploy's hooks from other projects'.
 PROJECT = "tfdeploy"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
-#: Marks a plugin's hook implementations: ``@tfdeploy.hookimpl``.
+#: Marks a plugin's hook implementations: ``@hookimpl`` (from :mod:`tfdeploy.plugin`).
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
@@ -63,6 +63,6 @@ def target_checks(target: Target[Any]) -> Iterable[ExtraCheck] | None:
     Called for every target a deploy, plan or ``config check`` touches, whatever plugin
     provides it, so a plugin can add checks for its own targets (payload limits, supported
     TensorFlow versions) or policy checks for all targets. Return ``None`` to add nothing.
-    Each check receives the model's :class:`~tfdeploy.signatures.ModelInfo` and returns
-    :class:`~tfdeploy.validate.Check` results; a ``FAIL`` stops the deploy.
+    Each check receives the model's :class:`~tfdeploy.model.signatures.ModelInfo` and returns
+    :class:`~tfdeploy.predict.validate.Check` results; a ``FAIL`` stops the deploy.
     """

@@ -1,8 +1,10 @@
-"""A minimal protobuf wire-format reader for the few fields of ``saved_model.pb`` we need.
+"""The protobuf wire format, by hand: a reader for ``saved_model.pb`` and a small writer.
 
 Reading signatures this way keeps TensorFlow (whose generated protobuf modules import all of
 TensorFlow) out of ``inspect``, ``package`` and every command that loads no model. Fields are
-walked, not copied: the large ``graph_def`` is skipped by its length prefix.
+walked, not copied: the large ``graph_def`` is skipped by its length prefix. The writer
+(:func:`varint`, :func:`length_delimited`) encodes the few messages tfdeploy builds without
+TensorFlow, such as ``tf.Example``.
 """
 
 from __future__ import annotations
@@ -76,3 +78,22 @@ def as_int64(value: int | memoryview) -> int:
     if not isinstance(value, int):
         raise InvalidModelError("expected a number field, found bytes")
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def varint(n: int) -> bytes:
+    """Encode ``n`` as a varint; negative int64 values travel as their two's complement."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """Encode field ``number`` holding ``payload`` (a string, bytes or a sub-message)."""
+    return varint(number << 3 | LENGTH) + varint(len(payload)) + payload

@@ -8,12 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tfdeploy import contract
 from tfdeploy.errors import ModelNotFoundError, TfdeployError
-from tfdeploy.savedmodel import SAVED_MODEL_PB, read_model_info, resolve_model_dir
-from tfdeploy.signatures import DEFAULT_SIGNATURE, ModelInfo
+from tfdeploy.model.savedmodel import SAVED_MODEL_PB, read_model_info, resolve_model_dir
+from tfdeploy.model.signatures import DEFAULT_SIGNATURE, ModelInfo
+from tfdeploy.predict import wire
 
-Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
+#: How a check came out.
+Verdict = Literal["PASS", "WARN", "FAIL", "SKIP"]
 
 #: Tensor names TensorFlow makes up when nobody named the tensors.
 _GENERATED_NAME = re.compile(r"^(output|args|inputs?)_\d+$")
@@ -24,7 +25,7 @@ class Check:
     """The outcome of one check: its name, status, why, and what to do about a failure."""
 
     name: str
-    status: Status
+    status: Verdict
     reason: str
     fix: str | None = None
 
@@ -176,8 +177,8 @@ def _signature_checks(info: ModelInfo) -> list[Check]:
 
 
 def _runtime_checks(info: ModelInfo, instances: Any, signature_name: str) -> list[Check]:
-    from tfdeploy import _tf
-    from tfdeploy.runtime import LoadedModel
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.runtime import LoadedModel
 
     checks = [_variables_check(info, _tf.tensorflow())]
     if checks[0].status == "FAIL":
@@ -191,13 +192,13 @@ def _runtime_checks(info: ModelInfo, instances: Any, signature_name: str) -> lis
     if instances is None:
         return checks
     try:
-        body = contract.as_request(instances, signature_name)
+        body = wire.as_request(instances, signature_name)
         answer = model.predict(body)
     except TfdeployError as exc:
         checks.append(Check("smoke prediction", "FAIL", exc.message, exc.hint))
         return checks
     values: Any = answer.get("predictions", answer.get("outputs"))
-    if not contract.all_finite(values):
+    if not wire.all_finite(values):
         checks.append(
             Check(
                 "smoke prediction",

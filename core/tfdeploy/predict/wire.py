@@ -1,4 +1,4 @@
-"""The one prediction contract: TF Serving's JSON request and answer formats.
+"""The wire format of the one prediction contract: TF Serving's JSON requests and answers.
 
 Every way of predicting in tfdeploy (a loaded model, the local server, each deploy target)
 turns a request into arrays and arrays into an answer with the functions here, so the same
@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None  # type: ignore[assignment]
 
 from tfdeploy.errors import InvalidInputError, InvalidModelError, SignatureNotFoundError
-from tfdeploy.signatures import DEFAULT_SIGNATURE, Signature, TensorSpec
+from tfdeploy.model.signatures import DEFAULT_SIGNATURE, Signature, TensorSpec
 
 Format = Literal["row", "columnar"]
 
@@ -180,6 +180,33 @@ def as_request(instances: Any, signature_name: str | None = None) -> dict[str, A
     if signature_name and "signature_name" not in body:
         body["signature_name"] = signature_name
     return body
+
+
+def parse_instances_text(text: str, *, where: str = "input") -> Any:
+    """Parse instances from text: a request object, a JSON list of instances, or JSON lines.
+
+    JSON lines hold one instance per line, as ``gcloud ai-platform predict --json-instances``
+    reads them. ``where`` names the source in error messages.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidInputError(f"{where} is empty", hint="give a JSON list of instances")
+    try:
+        return loads(stripped)
+    except InvalidInputError as whole_error:
+        lines = [line for line in stripped.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise InvalidInputError(f"{where}: {whole_error.message}") from whole_error
+        instances = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                instances.append(loads(line))
+            except InvalidInputError as exc:
+                raise InvalidInputError(
+                    f"{where} line {number}: {exc.message}",
+                    hint="give one JSON object, one JSON list, or one JSON instance per line",
+                ) from exc
+        return instances
 
 
 def prepare(

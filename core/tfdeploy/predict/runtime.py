@@ -9,23 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from tfdeploy import _tf, contract
-from tfdeploy.errors import InvalidModelError, PredictionError
-from tfdeploy.predictions import Predictions
-from tfdeploy.savedmodel import read_model_info, resolve_model_dir
-from tfdeploy.signatures import DEFAULT_SIGNATURE, ModelInfo, Signature
-
-#: TensorFlow exception class names and the canonical codes they stand for.
-_TF_ERROR_CODES = {
-    "InvalidArgumentError": "INVALID_ARGUMENT",
-    "FailedPreconditionError": "FAILED_PRECONDITION",
-    "OutOfRangeError": "OUT_OF_RANGE",
-    "NotFoundError": "NOT_FOUND",
-    "ResourceExhaustedError": "RESOURCE_EXHAUSTED",
-    "UnimplementedError": "UNIMPLEMENTED",
-    "UnavailableError": "UNAVAILABLE",
-    "DeadlineExceededError": "DEADLINE_EXCEEDED",
-}
+from tfdeploy.errors import InvalidModelError, PredictionError, code_name
+from tfdeploy.model.savedmodel import read_model_info, resolve_model_dir
+from tfdeploy.model.signatures import DEFAULT_SIGNATURE, ModelInfo, Signature
+from tfdeploy.predict import _tf, wire
+from tfdeploy.predict.predictions import Predictions
 
 
 def load_savedmodel(path: str | os.PathLike[str]) -> LoadedModel:
@@ -70,7 +58,7 @@ class LoadedModel:
 
     def signature(self, name: str | None = None) -> Signature:
         """The signature called ``name`` (``serving_default`` by default)."""
-        return contract.select_signature(self.signatures, name)
+        return wire.select_signature(self.signatures, name)
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call one signature once on arrays already converted by the contract."""
@@ -82,9 +70,10 @@ class LoadedModel:
         try:
             result = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except tf.errors.OpError as exc:
-            err = PredictionError(f"the model failed on this input: {_first_line(exc)}")
-            err.code = _TF_ERROR_CODES.get(type(exc).__name__, "INTERNAL")
-            raise err from exc
+            raise PredictionError(
+                f"the model failed on this input: {_first_line(exc)}",
+                code=code_name(exc.error_code),
+            ) from exc
         except (TypeError, ValueError) as exc:
             raise PredictionError(f"the model refused this input: {_first_line(exc)}") from exc
         return {k: v.numpy() for k, v in result.items()}
@@ -94,29 +83,29 @@ class LoadedModel:
         body: Any,
         *,
         signature_name: str | None = None,
-        batch_size: int = contract.DEFAULT_BATCH_SIZE,
+        batch_size: int = wire.DEFAULT_BATCH_SIZE,
     ) -> dict[str, Any]:
         """Answer a contract request body (``instances`` or ``inputs``) with its answer body."""
-        request = contract.prepare(body, self.signatures, signature_name=signature_name)
+        request = wire.prepare(body, self.signatures, signature_name=signature_name)
         outputs = self._outputs(request, batch_size)
-        return contract.answer(outputs, request.format, request.batch_size)
+        return wire.answer(outputs, request.format, request.batch_size)
 
     def predict_instances(
         self,
         instances: Any,
         *,
         signature_name: str = DEFAULT_SIGNATURE,
-        batch_size: int = contract.DEFAULT_BATCH_SIZE,
+        batch_size: int = wire.DEFAULT_BATCH_SIZE,
     ) -> Predictions:
         """Predict a list (or array) of instances and return :class:`Predictions`."""
-        body = contract.as_request(instances, signature_name)
-        request = contract.prepare(body, self.signatures)
+        body = wire.as_request(instances, signature_name)
+        request = wire.prepare(body, self.signatures)
         outputs = self._outputs(request, batch_size)
         return Predictions(arrays=outputs, output_names=list(request.signature.outputs))
 
-    def _outputs(self, request: contract.PreparedRequest, batch_size: int) -> dict[str, np.ndarray]:
+    def _outputs(self, request: wire.PreparedRequest, batch_size: int) -> dict[str, np.ndarray]:
         name = request.signature.name
-        return contract.concat_outputs([self.run(name, b) for b in request.batches(batch_size)])
+        return wire.concat_outputs([self.run(name, b) for b in request.batches(batch_size)])
 
     def __repr__(self) -> str:
         sigs: Sequence[str] = list(self.signatures)

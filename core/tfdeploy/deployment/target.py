@@ -2,7 +2,7 @@
 
 A target plugin subclasses :class:`Target`, declares its deploy.yaml section as a
 :class:`TargetConfig` subclass, and registers the class through the ``register_targets`` hook
-(see :mod:`tfdeploy.hookspecs`). tfdeploy keeps no state of its own: what a target reports
+(see :mod:`tfdeploy.deployment.hookspecs`). tfdeploy keeps no state of its own: what a target reports
 through :meth:`Target.status` is the truth.
 """
 
@@ -17,8 +17,8 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from tfdeploy.bundle import Bundle
 from tfdeploy.errors import UnsupportedError
+from tfdeploy.model.bundle import Bundle
 
 #: What a deployed model is doing. ``serving``: answering predictions; ``pending``: being
 #: loaded or rolled out; ``failed``: the target reports an error; ``absent``: nothing is
@@ -160,7 +160,7 @@ class Plan:
 class Progress:
     """Where a target reports what a long step is doing. The default reports nothing.
 
-    The orchestrator passes one that prints on a terminal, prefixed with the target's name,
+    The command line passes one that prints on a terminal, prefixed with the target's name,
     and stays quiet with ``--json``. Targets call it from whatever thread does the work.
     """
 
@@ -194,12 +194,16 @@ class Target(abc.ABC, Generic[C]):
       visible, and a version that fails to load is withdrawn before the error is raised.
     - Being interrupted (Ctrl-C) counts as a failure; running the same deploy again completes it.
       :class:`KeyboardInterrupt` can come from anywhere, including :meth:`Progress.advance` and
-      :meth:`Progress.heartbeat` when the orchestrator cancels a multi-target deploy.
-    - Failures worth retrying raise :class:`~tfdeploy.errors.TransientError`, which the
-      orchestrator retries with backoff within its timeout; others raise
-      :class:`~tfdeploy.errors.TargetError` with a hint. Secrets never appear in messages.
-    - :meth:`predict` sends a request of the shared prediction contract (:mod:`tfdeploy.contract`)
-      through the target's own protocol and answers in that contract.
+      :meth:`Progress.heartbeat` when the operations cancel a multi-target deploy.
+    - Failures worth retrying raise an error whose ``retryable`` is true
+      (:class:`~tfdeploy.errors.TransientError`, or what :func:`~tfdeploy.errors.from_http_status`
+      and :func:`~tfdeploy.errors.from_grpc_status` make of a 503), which the operations retry
+      with backoff within their timeout; others raise :class:`~tfdeploy.errors.TargetError` with
+      a hint. Secrets never appear in messages.
+    - The model's files are read from ``bundle.model_dir`` (unpacked once for every target that
+      asks); ``bundle.path`` is the ``.tar.gz`` archive, written when first asked for.
+    - :meth:`predict` sends a request of the shared prediction contract
+      (:mod:`tfdeploy.predict.wire`) through the target's own protocol and answers in it.
     - :meth:`status` reports what runs as a :class:`Status`, asking the target itself.
 
     Long-running cloud operations are waited for inside :meth:`deploy`, with their log lines
@@ -248,8 +252,8 @@ class Target(abc.ABC, Generic[C]):
     def plan(self, bundle: Bundle) -> Plan:
         """What :meth:`deploy` would do with ``bundle``; the default compares digests.
 
-        Only ``bundle.manifest`` is meaningful here: ``tfdeploy plan`` builds no archive, so a
-        plan must not read ``bundle.path``. A plan changes nothing.
+        Only ``bundle.manifest`` is needed here (reading ``bundle.path`` would write an archive
+        for nothing). A plan changes nothing.
         """
         current = self.status()
         digest = bundle.manifest.digest
@@ -275,4 +279,4 @@ class Target(abc.ABC, Generic[C]):
         raise UnsupportedError(f"target {self.plugin!r} cannot roll back")
 
     def close(self) -> None:
-        """Release connections; called once the orchestrator is done with the target."""
+        """Release connections; called once an operation is done with the target."""

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from tfdeploy import hookspecs
+from tfdeploy.deployment import hookspecs
 from tfdeploy.errors import PluginError
 
 if TYPE_CHECKING:
-    from tfdeploy.targets import Target
+    from tfdeploy.deployment.target import Target
 
 ENTRY_POINT_GROUP = "tfdeploy"
 LOAD_PLUGINS_ENV = "TFDEPLOY_LOAD_PLUGINS"
@@ -183,7 +183,7 @@ def _register(manager: pluggy.PluginManager, plugin: object, name: str) -> None:
         manager.unregister(name=name)
         raise PluginError(
             f"plugin {name!r} is invalid: {exc}",
-            hint="hook implementations must match a hook in tfdeploy.hookspecs "
+            hint="hook implementations must match a hook of tfdeploy.plugin "
             "(register_targets, target_checks)",
         ) from exc
 
@@ -194,13 +194,13 @@ def _collect_targets(plugins: Plugins) -> None:
     def register(
         name: str, target_class: type[Target[Any]], *, aliases: Sequence[str] = ()
     ) -> None:
-        from tfdeploy.targets import Target
+        from tfdeploy.deployment.target import Target
 
         plugin = current[0]
         if not (isinstance(target_class, type) and issubclass(target_class, Target)):
             raise PluginError(
                 f"plugin {plugin!r} registered target {name!r} with {target_class!r}, "
-                "which is not a tfdeploy.targets.Target subclass"
+                "which is not a tfdeploy.plugin.Target subclass"
             )
         for claimed in (name, *aliases):
             owner = _owner(plugins, claimed)

@@ -1,6 +1,6 @@
 """What a SavedModel's signatures look like, without TensorFlow.
 
-These plain data classes are read from ``saved_model.pb`` by :mod:`tfdeploy.savedmodel` and
+These plain data classes are read from ``saved_model.pb`` by :mod:`tfdeploy.model.savedmodel` and
 used by the prediction contract, the servers and the targets alike.
 """
 
@@ -10,51 +10,47 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: TensorFlow DataType enum values (tensorflow/core/framework/types.proto).
-DTYPE_NAMES: dict[int, str] = {
-    0: "DT_INVALID",
-    1: "DT_FLOAT",
-    2: "DT_DOUBLE",
-    3: "DT_INT32",
-    4: "DT_UINT8",
-    5: "DT_INT16",
-    6: "DT_INT8",
-    7: "DT_STRING",
-    8: "DT_COMPLEX64",
-    9: "DT_INT64",
-    10: "DT_BOOL",
-    11: "DT_QINT8",
-    12: "DT_QUINT8",
-    13: "DT_QINT32",
-    14: "DT_BFLOAT16",
-    15: "DT_QINT16",
-    16: "DT_QUINT16",
-    17: "DT_UINT16",
-    18: "DT_COMPLEX128",
-    19: "DT_HALF",
-    20: "DT_RESOURCE",
-    21: "DT_VARIANT",
-    22: "DT_UINT32",
-    23: "DT_UINT64",
-}
+#: TensorFlow's DataType enum (tensorflow/core/framework/types.proto): number, name, and the
+#: numpy dtype that holds its values where there is one. The one dtype table of tfdeploy.
+DTYPES: tuple[tuple[int, str, str | None], ...] = (
+    (0, "DT_INVALID", None),
+    (1, "DT_FLOAT", "float32"),
+    (2, "DT_DOUBLE", "float64"),
+    (3, "DT_INT32", "int32"),
+    (4, "DT_UINT8", "uint8"),
+    (5, "DT_INT16", "int16"),
+    (6, "DT_INT8", "int8"),
+    (7, "DT_STRING", "object"),
+    (8, "DT_COMPLEX64", None),
+    (9, "DT_INT64", "int64"),
+    (10, "DT_BOOL", "bool"),
+    (11, "DT_QINT8", None),
+    (12, "DT_QUINT8", None),
+    (13, "DT_QINT32", None),
+    (14, "DT_BFLOAT16", "float32"),  # numpy has no bfloat16; TensorFlow converts on the way in
+    (15, "DT_QINT16", None),
+    (16, "DT_QUINT16", None),
+    (17, "DT_UINT16", "uint16"),
+    (18, "DT_COMPLEX128", None),
+    (19, "DT_HALF", "float16"),
+    (20, "DT_RESOURCE", None),
+    (21, "DT_VARIANT", None),
+    (22, "DT_UINT32", "uint32"),
+    (23, "DT_UINT64", "uint64"),
+)
 
-#: numpy dtype names for the TensorFlow dtypes that can travel as JSON.
-NUMPY_DTYPES: dict[str, str] = {
-    "DT_FLOAT": "float32",
-    "DT_DOUBLE": "float64",
-    "DT_HALF": "float16",
-    "DT_BFLOAT16": "float32",  # numpy has no bfloat16; TensorFlow converts on the way in
-    "DT_INT8": "int8",
-    "DT_INT16": "int16",
-    "DT_INT32": "int32",
-    "DT_INT64": "int64",
-    "DT_UINT8": "uint8",
-    "DT_UINT16": "uint16",
-    "DT_UINT32": "uint32",
-    "DT_UINT64": "uint64",
-    "DT_BOOL": "bool",
-    "DT_STRING": "object",
-}
+#: DataType number -> name (``1`` -> ``"DT_FLOAT"``).
+DTYPE_NAMES: dict[int, str] = {number: name for number, name, _ in DTYPES}
+
+#: DataType name -> number (``"DT_FLOAT"`` -> ``1``).
+DTYPE_NUMBERS: dict[str, int] = {name: number for number, name, _ in DTYPES}
+
+#: numpy dtype names for the TensorFlow dtypes that can travel as JSON or in a TensorProto.
+NUMPY_DTYPES: dict[str, str] = {name: np for _, name, np in DTYPES if np is not None}
+
+#: numpy dtype name -> the TensorFlow dtype that carries it (``"float32"`` -> ``"DT_FLOAT"``;
+#: ``"object"``, numpy's dtype for strings, -> ``"DT_STRING"``).
+DTYPE_FOR_NUMPY: dict[str, str] = {np: name for _, name, np in reversed(DTYPES) if np is not None}
 
 #: JSON Schema type of one element of each JSON-representable dtype.
 JSON_TYPES: dict[str, str] = {

@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tfdeploy.errors import InvalidModelError, ModelNotFoundError
-from tfdeploy.protowire import as_int64, as_message, as_text, fields
-from tfdeploy.signatures import DTYPE_NAMES, MetaGraph, ModelInfo, Signature, TensorSpec
+from tfdeploy.model import archive
+from tfdeploy.model.protowire import as_int64, as_message, as_text, fields
+from tfdeploy.model.signatures import DTYPE_NAMES, MetaGraph, ModelInfo, Signature, TensorSpec
 
 SAVED_MODEL_PB = "saved_model.pb"
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 #: TensorFlow's internal signature for the init op; not a serving signature.
 INIT_OP_SIGNATURE = "__saved_model_init_op"
 
@@ -45,11 +45,6 @@ def version_dirs(base: Path) -> dict[int, Path]:
     return found
 
 
-def is_archive(path: Path) -> bool:
-    """Whether ``path`` names a bundle archive by its suffix."""
-    return path.name.endswith(ARCHIVE_SUFFIXES)
-
-
 def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     """Return the SavedModel directory that ``path`` designates.
 
@@ -66,12 +61,11 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     if p.is_file():
         if p.name == SAVED_MODEL_PB:
             return p.parent
-        if is_archive(p):
-            from tfdeploy.bundle import unpack_bundle
-
+        if archive.is_archive(p):
             target = Path(tempfile.mkdtemp(prefix="tfdeploy-bundle-"))
             atexit.register(shutil.rmtree, target, ignore_errors=True)
-            return unpack_bundle(p, target).model_dir
+            archive.extract(p, target)
+            return find_in_unpacked(target, source=p)
         if p.suffix in (".keras", ".h5"):
             raise ModelNotFoundError(
                 f"{p} is a Keras model file, not a SavedModel",
@@ -89,6 +83,21 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     raise ModelNotFoundError(
         f"no SavedModel in {p}: it has neither saved_model.pb nor integer version folders",
         hint="point at the folder that holds saved_model.pb (export one with export_savedmodel)",
+    )
+
+
+def find_in_unpacked(root: Path, *, source: Path) -> Path:
+    """The SavedModel in an unpacked archive: ``root`` itself, a base path of versions, or the
+    one folder inside ``root`` that is either (a bundle's ``NAME/`` holding ``NAME/N/``)."""
+    children = [c for c in root.iterdir() if c.is_dir()]
+    for candidate in (root, *(children if len(children) == 1 else [])):
+        try:
+            return resolve_model_dir(candidate)
+        except ModelNotFoundError:
+            continue
+    raise ModelNotFoundError(
+        f"{source} holds no SavedModel",
+        hint="package a model with tfdeploy package, or tar the folder that holds saved_model.pb",
     )
 
 

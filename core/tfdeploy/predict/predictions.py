@@ -7,7 +7,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from tfdeploy import contract
+from tfdeploy.predict import wire
 
 
 class Predictions(Sequence[Any]):
@@ -45,7 +45,7 @@ class Predictions(Sequence[Any]):
         """The predictions as JSON values, one per instance."""
         if self._rows is None:
             assert self._arrays is not None
-            self._rows = contract.rows(self._arrays)
+            self._rows = wire.rows(self._arrays)
         return self._rows
 
     def __len__(self) -> int:
@@ -64,7 +64,7 @@ class Predictions(Sequence[Any]):
 
     def to_json(self) -> str:
         """The contract's answer, ``{"predictions": [...]}``, as JSON text."""
-        return contract.dumps({"predictions": self.rows}).decode()
+        return wire.dumps({"predictions": self.rows}).decode()
 
     def to_numpy(self) -> np.ndarray | dict[str, np.ndarray]:
         """The predictions as one array (one output) or a dict of arrays keyed by output name."""
@@ -109,4 +109,4 @@ def _short(value: Any, limit: int = 12) -> str:
         return "[" + ", ".join(items) + more + "]"
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}: {_short(v, limit)}" for k, v in value.items()) + "}"
-    return contract.dumps(value).decode()
+    return wire.dumps(value).decode()

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tfdeploy import _tf
 from tfdeploy.errors import InvalidModelError, TfdeployError
-from tfdeploy.savedmodel import version_dirs
-from tfdeploy.signatures import DEFAULT_SIGNATURE
+from tfdeploy.model.savedmodel import version_dirs
+from tfdeploy.model.signatures import DEFAULT_SIGNATURE
+from tfdeploy.predict import _tf
 
 
 def export_savedmodel(

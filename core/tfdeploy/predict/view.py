@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tfdeploy import _tf
 from tfdeploy.errors import DependencyError, TfdeployError
-from tfdeploy.runtime import LoadedModel
+from tfdeploy.predict import _tf
+from tfdeploy.predict.runtime import LoadedModel
 
 INSTALL_HINT = "pip install 'tfdeploy-kit[tensorboard]'"
 

@@ -17,15 +17,15 @@
 Strings may use ``${VAR}`` and ``${VAR:-default}`` from the environment (``$${`` is a literal
 ``${``). Every error names the file, the line and the key path. Values that land in a secret
 field, or come from a variable whose name looks secret (``TOKEN``, ``SECRET``, ``PASSWORD``,
-``KEY``, ``CREDENTIAL``...), are registered with :func:`redact` and never printed.
+``KEY``, ``CREDENTIAL``...), are registered with :func:`tfdeploy.secrets.add_secret` and never
+printed.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,40 +34,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tfdeploy.errors import ConfigError
-from tfdeploy.signatures import DEFAULT_SIGNATURE
+from tfdeploy.model.signatures import DEFAULT_SIGNATURE
+from tfdeploy.secrets import add_secret, looks_secret
 
 if TYPE_CHECKING:
-    from tfdeploy.plugins import Plugins, TargetType
-    from tfdeploy.targets import TargetConfig
+    from tfdeploy.deployment.registry import Plugins, TargetType
+    from tfdeploy.deployment.target import TargetConfig
 
 DEFAULT_FILE = "deploy.yaml"
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSWD|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-MASK = "***"
-
 KeyPath = tuple[str | int, ...]
-
-
-# --- secrets -------------------------------------------------------------------------------
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-
-
-def add_secret(value: str) -> None:
-    """Register ``value`` so that :func:`redact` masks it from now on."""
-    if value:
-        with _secrets_lock:
-            _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by ``***``."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
 
 
 # --- the file's sections -------------------------------------------------------------------
@@ -150,7 +126,7 @@ class DeployConfig:
         raw = self.model.instances
         if not isinstance(raw, str):
             return raw
-        from tfdeploy.cli._common import parse_request_text
+        from tfdeploy.predict.wire import parse_instances_text
 
         source = self.root / raw
         try:
@@ -159,7 +135,7 @@ class DeployConfig:
             raise ConfigError(
                 f"{self.where(('model', 'instances'))}: cannot read {source}: {exc.strerror}"
             ) from exc
-        return parse_request_text(text, where=str(source))
+        return parse_instances_text(text, where=str(source))
 
     def where(self, path: KeyPath) -> str:
         """``file:line: key.path`` for a key (the line of its nearest known ancestor)."""
@@ -170,8 +146,15 @@ class DeployConfig:
                 break
         return _where(self.path, line, path)
 
-    def target_config(self, name: str, plugins: Plugins) -> tuple[TargetType, TargetConfig]:
-        """The plugin and the validated, typed config of the target called ``name``."""
+    def target_config(
+        self, name: str, plugins: Plugins, overrides: Mapping[str, Any] | None = None
+    ) -> tuple[TargetType, TargetConfig]:
+        """The plugin and the validated, typed config of the target called ``name``.
+
+        ``overrides`` (``-C key=value`` settings) are merged over the file's settings before
+        the one validation, so an override can supply a key the file leaves out.
+        """
+        overrides = dict(overrides or {})
         entry = self.targets.get(name)
         if entry is None:
             known = ", ".join(sorted(self.targets)) or "none"
@@ -186,8 +169,12 @@ class DeployConfig:
             ) from exc
         config = build_target_config(
             target_type.target_class.Config,
-            entry.settings,
-            where=lambda key: self.where(("targets", name, *key)),
+            {**entry.settings, **overrides},
+            where=lambda key: (
+                override_place(key)
+                if key and key[0] in overrides
+                else self.where(("targets", name, *key))
+            ),
         )
         return target_type, config
 
@@ -198,11 +185,16 @@ def _where(file: Path | str, line: int | None, path: KeyPath) -> str:
     return f"{location}: {keys}" if keys else location
 
 
+def override_place(key: KeyPath) -> str:
+    """How an error names a setting given on the command line: ``-C labels.canary``."""
+    return "-C " + ".".join(map(str, key))
+
+
 def build_target_config(
     config_class: type[TargetConfig],
     settings: Mapping[str, Any],
     *,
-    where: Any = None,
+    where: Callable[[KeyPath], str] | None = None,
 ) -> TargetConfig:
     """Validate ``settings`` into ``config_class``, with errors naming key, place and allowed keys.
 
@@ -220,7 +212,9 @@ def build_target_config(
     return config
 
 
-def _describe(exc: ValidationError, config_class: type[BaseModel], where: Any) -> str:
+def _describe(
+    exc: ValidationError, config_class: type[BaseModel], where: Callable[[KeyPath], str] | None
+) -> str:
     messages = []
     for error in exc.errors(include_input=False, include_url=False):
         loc: KeyPath = tuple(error["loc"])
@@ -255,6 +249,17 @@ def find(start: str | os.PathLike[str] | None = None) -> Path | None:
         return path
     candidate = path / DEFAULT_FILE
     return candidate if candidate.is_file() else None
+
+
+def target_names(path: str | os.PathLike[str]) -> list[str]:
+    """The target names a deploy.yaml declares, read leniently: nothing is checked or
+    interpolated, and a file that cannot be read or parsed declares none."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    targets = data.get("targets") if isinstance(data, dict) else None
+    return [str(name) for name in targets] if isinstance(targets, dict) else []
 
 
 def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> DeployConfig:
@@ -365,7 +370,7 @@ def _interpolate(value: str, env: Mapping[str, str], where: str) -> str:
                     hint=f"export {name}=..., or give a default: ${{{name}:-value}}",
                 )
             return default
-        if _SECRET_NAME.search(name):
+        if looks_secret(name):
             add_secret(found)
         return found
 

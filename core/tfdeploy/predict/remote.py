@@ -1,0 +1,76 @@
+"""Predicting through something that speaks the contract: a server URL, or any ``send``.
+
+:func:`predict_in_batches` is the one loop that splits instances into requests of
+``batch_size`` and joins the answers; :func:`predict_url` runs it against a TF Serving or
+R-tfdeploy REST server, and deploy targets run it against their own protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tfdeploy.errors import from_http_status
+from tfdeploy.model.signatures import DEFAULT_SIGNATURE
+from tfdeploy.predict import http, wire
+from tfdeploy.predict.predictions import Predictions
+
+#: Sends one contract request and returns its contract answer.
+Send = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+
+def predict_in_batches(
+    send: Send, body: Mapping[str, Any], *, batch_size: int, where: str
+) -> Predictions:
+    """Send a request in chunks of ``batch_size`` instances and join the predictions.
+
+    A columnar request (``inputs``) is sent whole. ``where`` names the server in errors.
+    """
+    if "inputs" in body:
+        answer = send(dict(body))
+        return Predictions.from_answer({"predictions": answer.get("outputs", [])})
+    instances = body["instances"]
+    wire.check_not_empty(instances)
+    rows: list[Any] = []
+    for start in range(0, len(instances), batch_size):
+        answer = send(dict(body, instances=instances[start : start + batch_size]))
+        if "predictions" not in answer:
+            raise from_http_status(502, f"{where} answered without 'predictions'")
+        rows.extend(answer["predictions"])
+    return Predictions.from_answer({"predictions": rows})
+
+
+def predict_url_for(url: str, signature_name: str) -> str:
+    """The predict endpoint for a server ``url``.
+
+    TF Serving URLs (``.../v1/models/NAME[/versions/N|/labels/L]``) get ``:predict``; others
+    are treated as R-tfdeploy/Connect servers and get ``/<signature>/predict``. A URL that
+    already names its predict endpoint is kept.
+    """
+    base = url.rstrip("/")
+    if "/v1/models/" in base:
+        return base if base.endswith(":predict") else base + ":predict"
+    if base.endswith("/predict"):
+        return base
+    return f"{base}/{signature_name}/predict"
+
+
+def predict_url(
+    instances: Any,
+    url: str,
+    *,
+    signature_name: str = DEFAULT_SIGNATURE,
+    batch_size: int = wire.DEFAULT_BATCH_SIZE,
+    timeout: float = http.DEFAULT_TIMEOUT,
+) -> Predictions:
+    """Predict through a REST server, one request per batch of ``batch_size`` instances."""
+    body = wire.as_request(instances, signature_name)
+    endpoint = predict_url_for(url, signature_name)
+
+    def send(chunk: dict[str, Any]) -> Mapping[str, Any]:
+        answer = http.request_json("POST", endpoint, chunk, timeout=timeout)
+        if not isinstance(answer, Mapping):
+            raise from_http_status(502, f"{endpoint} answered {wire.json_kind(answer)}")
+        return answer
+
+    return predict_in_batches(send, body, batch_size=batch_size, where=endpoint)
