@@ -14,7 +14,7 @@ from tfdeploy.errors import ModelNotFoundError, TfdeployError
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE
 from tfdeploy.predict import http, wire
 from tfdeploy.predict.predictions import Predictions
-from tfdeploy.predict.remote import predict_url
+from tfdeploy.predict.remote import predict_in_batches, predict_url_for, url_sender
 
 
 def predict_savedmodel(
@@ -46,9 +46,10 @@ def predict_savedmodel(
             instances, signature_name=signature_name, batch_size=batch_size
         )
     if isinstance(model, str) and model.startswith(("http://", "https://")):
-        return predict_url(
-            instances, model, signature_name=signature_name, batch_size=batch_size, timeout=timeout
-        )
+        body = wire.as_request(instances, signature_name)
+        endpoint = predict_url_for(model, signature_name)
+        send = url_sender(endpoint, timeout=timeout)
+        return predict_in_batches(send, body, batch_size=batch_size, where=endpoint)
     if isinstance(model, str) and not os.path.exists(model):
         from tfdeploy.deployment import operations, project
 

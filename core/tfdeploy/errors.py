@@ -37,6 +37,8 @@ Status codes from other systems become errors here and nowhere else:
 
 from __future__ import annotations
 
+from typing import Any
+
 from tfdeploy.secrets import redact
 
 #: The canonical codes, in the order of their numbers (gRPC's and TensorFlow's ``error_code``),
@@ -177,16 +179,8 @@ class RemoteError(TfdeployError):
     server that never answered).
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        hint: str | None = None,
-        code: str | None = None,
-        retryable: bool | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint, code=code, retryable=retryable)
+    def __init__(self, message: str, *, status: int | None = None, **options: Any) -> None:
+        super().__init__(message, **options)
         self.status = status
 
     @property

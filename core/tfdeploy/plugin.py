@@ -23,7 +23,8 @@ What is here:
   and their :data:`State` and :data:`Action`, and :class:`Progress` for long steps;
 - the model: :class:`Bundle` (manifest, ``model_dir``, ``path``), :class:`Manifest`,
   :class:`ModelInfo`, :class:`Signature`, :class:`TensorSpec`, :func:`read_model_info`,
-  :func:`model_files`, :func:`content_digest`, and the dtype tables;
+  :func:`model_files`, :func:`content_digest`, the dtype tables, and :func:`write_archive`
+  (a ``.tar.gz`` whose bytes depend only on its entries);
 - validation checks a plugin adds: :class:`Check`, :data:`ExtraCheck`, :data:`Verdict`;
 - errors: the classes a target raises, and :func:`from_http_status`,
   :func:`from_grpc_status` and :func:`from_connection_error`, the one mapping of remote
@@ -36,8 +37,9 @@ What is here:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tfdeploy import _lazy
 
 if TYPE_CHECKING:
     from tfdeploy.deployment.hookspecs import RegisterTarget, hookimpl
@@ -67,7 +69,7 @@ if TYPE_CHECKING:
         from_grpc_status,
         from_http_status,
     )
-    from tfdeploy.model.bundle import Bundle, Manifest
+    from tfdeploy.model.bundle import Bundle, Manifest, write_archive
     from tfdeploy.model.savedmodel import (
         SAVED_MODEL_PB,
         content_digest,
@@ -126,7 +128,7 @@ _EXPORTS = {
         ],
         "tfdeploy.errors",
     ),
-    **dict.fromkeys(["Bundle", "Manifest"], "tfdeploy.model.bundle"),
+    **dict.fromkeys(["Bundle", "Manifest", "write_archive"], "tfdeploy.model.bundle"),
     **dict.fromkeys(
         ["SAVED_MODEL_PB", "content_digest", "model_files", "read_model_info"],
         "tfdeploy.model.savedmodel",
@@ -200,20 +202,7 @@ __all__ = [
     "request",
     "request_json",
     "wire",
+    "write_archive",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tfdeploy.plugin' has no attribute {name!r}")
-    if name == "wire":
-        value: Any = importlib.import_module("tfdeploy.predict.wire")
-    else:
-        value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy.exports("tfdeploy.plugin", _EXPORTS, globals())

@@ -101,3 +101,25 @@ def test_a_damaged_archive_is_a_clear_error(tmp_path: Path) -> None:
 def test_invalid_names_are_refused(digits_savedmodel: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="invalid model name"):
         package(digits_savedmodel, name="../digits", output_dir=tmp_path)
+
+
+def test_a_bundle_gives_targets_the_model_directory_and_the_archive_once_each(
+    digits_savedmodel: Path,
+) -> None:
+    from tfdeploy.model.bundle import Bundle
+
+    with Bundle.from_model(digits_savedmodel, name="digits", version=2) as bundle:
+        assert bundle.model_dir == digits_savedmodel.resolve()  # no copy, no archive
+        archive = bundle.path  # written now, on first use
+        assert archive.name == "digits-2.tar.gz" and bundle.path == archive
+        assert read_manifest(archive).digest == bundle.manifest.digest
+    assert not archive.exists()  # the bundle removes what it wrote
+    assert (digits_savedmodel / "saved_model.pb").is_file()  # and never the source
+
+    built = package(digits_savedmodel, name="digits", output_dir=digits_savedmodel.parent / "b")
+    with Bundle.open(built.path) as opened:
+        unpacked = opened.model_dir  # unpacked once, whoever asks
+        assert opened.model_dir == unpacked
+        assert read_model_info(unpacked).digest == opened.manifest.digest
+    assert not unpacked.exists()
+    assert built.path.is_file()  # an archive the bundle did not write stays

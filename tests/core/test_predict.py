@@ -164,3 +164,20 @@ def test_load_savedmodel_reports_a_model_that_tensorflow_cannot_load(
         f.write_bytes(b"garbage")
     with pytest.raises(InvalidModelError, match="TensorFlow cannot load"):
         load_savedmodel(broken)
+
+
+def test_a_misspelt_path_is_a_missing_model_whatever_deploy_yaml_holds(
+    digits_instances: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfdeploy.errors import ModelNotFoundError
+
+    (tmp_path / "deploy.yaml").write_text(
+        "model: {path: savedmodel, colour: blue}\ntargets:\n  prod: {plugin: example, path: x}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="savedmodl") as err:
+        predict_savedmodel(digits_instances, "savedmodl")
+    assert "deploy.yaml" in (err.value.hint or "")
+    # A name that is a target is looked up, and then the file's mistake is reported.
+    with pytest.raises(TfdeployError, match="model.colour: unknown key"):
+        predict_savedmodel(digits_instances, "prod")

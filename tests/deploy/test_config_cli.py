@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import tfdeploy
 from tfdeploy.testing import Project
 from tfdeploy.testing.cli import CLI
@@ -35,10 +37,14 @@ def test_config_schema_is_json_with_the_installed_targets(cli: CLI) -> None:
     assert "tfserving" in plugins
 
 
-def test_command_line_settings_override_deploy_yaml(
-    tfdeploy_project: Project, tmp_path: Path
+@pytest.mark.parametrize("in_file", [{"base_path": "from-yaml"}, {}], ids=["override", "supply"])
+def test_command_line_settings_override_or_supply_deploy_yaml_settings(
+    tfdeploy_project: Project, tmp_path: Path, cli: CLI, in_file: dict[str, str]
 ) -> None:
-    tfdeploy_project.add_target("local", "tfserving", base_path=str(tmp_path / "from-yaml"))
+    """-C settings are merged over deploy.yaml's before the one validation, so they can also
+    supply a key the file leaves out."""
+    settings = {k: str(tmp_path / v) for k, v in in_file.items()}
+    tfdeploy_project.add_target("local", "tfserving", **settings)
     report = tfdeploy.deploy(
         config=tfdeploy_project.config,
         target="local",
@@ -48,6 +54,17 @@ def test_command_line_settings_override_deploy_yaml(
     assert report.ok
     assert (tmp_path / "from-flag" / "digits" / "1" / "saved_model.pb").is_file()
     assert not (tmp_path / "from-yaml").exists()
+    config = str(tfdeploy_project.config)
+    flag = f"base_path={tmp_path / 'cli'}"
+    deployed = cli(
+        "deploy", "-t", "local", "-C", flag, "--yes", "--no-validate", "--config", config
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert (tmp_path / "cli" / "digits" / "1" / "saved_model.pb").is_file()
+    if not in_file:
+        missing = cli("status", "-t", "local", "--config", config)
+        assert missing.returncode == 1
+        assert "targets.local.base_path: required key missing" in missing.stderr
 
 
 def test_a_bad_command_line_setting_is_named_as_such(tfdeploy_project: Project, cli: CLI) -> None:

@@ -105,8 +105,8 @@ def deploy(
     from tfdeploy.deployment import operations
 
     if dry_run:
-        report = operations.plan(path, name=name, **targets.api())
-        raise click.exceptions.Exit(_show(report, targets.as_json, _plan_lines))
+        planned = operations.plan(path, name=name, **targets.api())
+        raise click.exceptions.Exit(_show(planned, targets.as_json, _plan_lines))
     chosen = ", ".join(targets.names) or "every target in deploy.yaml"
     _confirm(f"Deploy to {chosen}?", yes=yes, as_json=targets.as_json)
     report = operations.deploy(

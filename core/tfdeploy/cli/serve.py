@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,22 +77,7 @@ import click
     help="Largest request body; larger ones get 413.",
 )
 @click.option("--browse", is_flag=True, help="Open the docs page in a web browser.")
-def serve(
-    path: Path | None,
-    host: str,
-    port: int,
-    grpc_port: int | None,
-    model_name: str | None,
-    model_base_path: Path | None,
-    model_config_file: Path | None,
-    poll_seconds: float,
-    max_batch_size: int,
-    batch_timeout_micros: int,
-    num_batch_threads: int,
-    max_enqueued: int,
-    max_body_bytes: int,
-    browse: bool,
-) -> None:
+def serve(path: Path | None, **options: Any) -> None:
     """Serve a SavedModel over REST (R tfdeploy and TF Serving routes) and optionally gRPC.
 
     PATH is a SavedModel directory, its saved_model.pb, a base path of version folders, or a
@@ -100,22 +86,8 @@ def serve(
     """
     from tfdeploy.server import serve_savedmodel
 
-    serve_savedmodel(
-        path,
-        model_base_path=model_base_path,
-        model_name=model_name,
-        model_config_file=model_config_file,
-        host=host,
-        port=port,
-        grpc_port=grpc_port,
-        poll_seconds=poll_seconds,
-        max_batch_size=max_batch_size,
-        batch_timeout_micros=batch_timeout_micros,
-        num_batch_threads=num_batch_threads,
-        max_enqueued=max_enqueued,
-        max_body_bytes=max_body_bytes,
-        browse=browse,
-    )
+    # Each option is named as serve_savedmodel's parameter of the same meaning.
+    serve_savedmodel(path, **options)
 
 
 COMMANDS = [serve]

@@ -241,10 +241,16 @@ def _write_bundle(target: Path, model_dir: Path, manifest: Manifest) -> None:
             if str(parent) != "."
         )
     entries.extend((f"{name}/{version}/{f}", model_dir / f) for f in files)
-    _write_archive(target, entries)
+    write_archive(target, entries)
 
 
-def _write_archive(target: Path, entries: Iterable[tuple[str, Path | bytes | None]]) -> None:
+def write_archive(target: Path, entries: Iterable[tuple[str, Path | bytes | None]]) -> None:
+    """Write a ``.tar.gz`` at ``target`` whose bytes depend only on ``entries``.
+
+    Each entry is ``(name in the archive, content)``: a file's path, bytes, or ``None`` for a
+    directory. Entries are sorted; times, owners and modes are fixed; the gzip header holds no
+    time. The archive is written aside and renamed into place.
+    """
     unique = dict(entries)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

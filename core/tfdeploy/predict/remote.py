@@ -1,7 +1,7 @@
 """Predicting through something that speaks the contract: a server URL, or any ``send``.
 
 :func:`predict_in_batches` is the one loop that splits instances into requests of
-``batch_size`` and joins the answers; :func:`predict_url` runs it against a TF Serving or
+``batch_size`` and joins the answers; with :func:`url_sender` it talks to a TF Serving or
 R-tfdeploy REST server, and deploy targets run it against their own protocol.
 """
 
@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tfdeploy.errors import from_http_status
-from tfdeploy.model.signatures import DEFAULT_SIGNATURE
 from tfdeploy.predict import http, wire
 from tfdeploy.predict.predictions import Predictions
 
@@ -55,17 +54,8 @@ def predict_url_for(url: str, signature_name: str) -> str:
     return f"{base}/{signature_name}/predict"
 
 
-def predict_url(
-    instances: Any,
-    url: str,
-    *,
-    signature_name: str = DEFAULT_SIGNATURE,
-    batch_size: int = wire.DEFAULT_BATCH_SIZE,
-    timeout: float = http.DEFAULT_TIMEOUT,
-) -> Predictions:
-    """Predict through a REST server, one request per batch of ``batch_size`` instances."""
-    body = wire.as_request(instances, signature_name)
-    endpoint = predict_url_for(url, signature_name)
+def url_sender(endpoint: str, *, timeout: float = http.DEFAULT_TIMEOUT) -> Send:
+    """A :data:`Send` that POSTs contract requests to a REST server's predict ``endpoint``."""
 
     def send(chunk: dict[str, Any]) -> Mapping[str, Any]:
         answer = http.request_json("POST", endpoint, chunk, timeout=timeout)
@@ -73,4 +63,4 @@ def predict_url(
             raise from_http_status(502, f"{endpoint} answered {wire.json_kind(answer)}")
         return answer
 
-    return predict_in_batches(send, body, batch_size=batch_size, where=endpoint)
+    return send

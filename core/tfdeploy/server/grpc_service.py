@@ -19,14 +19,19 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tfdeploy.errors import DependencyError, InvalidInputError, TfdeployError
-from tfdeploy.model.signatures import DTYPE_NAMES, NUMPY_DTYPES, Signature, TensorSpec
+from tfdeploy.model.signatures import (
+    DTYPE_NAMES,
+    DTYPE_NUMBERS,
+    NUMPY_DTYPES,
+    Signature,
+    TensorSpec,
+)
 from tfdeploy.predict import _tf, tfexample, wire
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 from tfdeploy.server.rest import examples_input
 
 log = logging.getLogger("tfdeploy.server")
 
-_DTYPE_ENUMS = {name: number for number, name in DTYPE_NAMES.items()}
 #: TensorFlow's error.Code numbers for the canonical codes (tensorflow/core/protobuf/error_codes.proto).
 _TF_CODES = {
     "OK": 0,
@@ -179,7 +184,7 @@ def fill_tensor_proto(out: Any, arr: np.ndarray) -> None:
     if name is None:
         out.CopyFrom(_tf.tensorflow().make_tensor_proto(arr))
         return
-    out.dtype = _DTYPE_ENUMS[name]
+    out.dtype = DTYPE_NUMBERS[name]
     for d in arr.shape:
         out.tensor_shape.dim.add(size=d)
     out.tensor_content = np.ascontiguousarray(arr).tobytes()
@@ -189,7 +194,7 @@ _NUMPY_TO_DT = {dtype.str: name for name, dtype in _RAW_DTYPES.items() if dtype.
 
 
 def _tensor_info(spec: TensorSpec, meta_graph_pb2: Any) -> Any:
-    info = meta_graph_pb2.TensorInfo(name=spec.tensor_name, dtype=_DTYPE_ENUMS.get(spec.dtype, 0))
+    info = meta_graph_pb2.TensorInfo(name=spec.tensor_name, dtype=DTYPE_NUMBERS.get(spec.dtype, 0))
     if spec.shape is None:
         info.tensor_shape.unknown_rank = True
     else:

@@ -66,9 +66,8 @@ class HttpError(TfdeployError):
     """An HTTP-level problem (unknown route, wrong method) with its own status."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, code="NOT_FOUND" if status == 404 else "INVALID_ARGUMENT")
         self.status = status
-        self.code = "NOT_FOUND" if status == 404 else "INVALID_ARGUMENT"
 
     @property
     def http_status(self) -> int:

@@ -110,7 +110,7 @@ def _uvicorn_server(app: RestApp) -> Any:
             "uvicorn is needed to serve", hint="pip install 'tfdeploy-kit[serve]'"
         ) from exc
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         """uvicorn's server, minus re-raising the signal that stopped it.
 
         uvicorn raises SIGTERM again after its graceful shutdown, which would end the process

@@ -29,9 +29,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from tfdeploy.deployment.target import DeployResult, Progress, Status, Target
-from tfdeploy.errors import UnsupportedError
-from tfdeploy.model.bundle import Bundle
+from tfdeploy.plugin import Bundle, DeployResult, Progress, Status, Target, UnsupportedError
 
 #: ``make_target(model_name, progress=None) -> Target``
 TargetFactory = Callable[..., Target[Any]]
@@ -73,6 +71,7 @@ class TargetContract:
     def test_unknown_config_key_is_refused(
         self, make_target: TargetFactory, model_name: str
     ) -> None:
+        """The config model refuses keys it does not know (``extra="forbid"``)."""
         target = make_target(model_name)
         settings = {**target.config.model_dump(), "no_such_setting": 1}
         with pytest.raises(pydantic.ValidationError, match="no_such_setting"):
@@ -81,6 +80,7 @@ class TargetContract:
     def test_status_before_any_deploy_is_absent(
         self, make_target: TargetFactory, model_name: str
     ) -> None:
+        """Before any deploy, ``status()`` says ``absent`` with no version and no digest."""
         status = make_target(model_name).status()
         assert isinstance(status, Status)
         assert status.state == "absent"
@@ -89,6 +89,7 @@ class TargetContract:
     def test_deploy_serves_the_bundle_and_status_reports_it(
         self, make_target: TargetFactory, model_name: str, digits_bundle: Bundle
     ) -> None:
+        """A deploy sends bytes, serves the bundle, and ``status()`` reports its digest and version."""
         target = make_target(model_name)
         result = self.deployed(target, digits_bundle)
         assert result.changed
@@ -102,6 +103,7 @@ class TargetContract:
     def test_same_digest_twice_sends_nothing_and_makes_no_version(
         self, make_target: TargetFactory, model_name: str, digits_bundle: Bundle
     ) -> None:
+        """Deploying the digest that already serves sends nothing and makes no new version."""
         target = make_target(model_name)
         first = self.deployed(target, digits_bundle)
         again = target.deploy(digits_bundle)
@@ -117,6 +119,7 @@ class TargetContract:
         digits_bundle: Bundle,
         digits_bundle_changed: Bundle,
     ) -> None:
+        """``plan`` says create before a deploy, noop for the same digest, update for another."""
         target = make_target(model_name)
         assert target.plan(digits_bundle).action == "create"
         self.deployed(target, digits_bundle)
@@ -130,6 +133,7 @@ class TargetContract:
         digits_bundle: Bundle,
         digits_bundle_changed: Bundle,
     ) -> None:
+        """A bundle with another digest becomes a new version, which then serves."""
         target = make_target(model_name)
         first = self.deployed(target, digits_bundle)
         second = target.deploy(digits_bundle_changed)
@@ -145,6 +149,7 @@ class TargetContract:
         digits_model: Any,
         digits_instances: list[Any],
     ) -> None:
+        """``predict`` answers in the contract, within tolerance of the local model."""
         target = make_target(model_name)
         self.deployed(target, digits_bundle)
         body = {"instances": digits_instances}
@@ -162,6 +167,7 @@ class TargetContract:
         digits_bundle: Bundle,
         digits_bundle_changed: Bundle,
     ) -> None:
+        """Ctrl-C during a deploy leaves the previous version serving; a re-run completes it."""
         before = self.deployed(make_target(model_name), digits_bundle).status
         interrupt = _Interrupt()
         with pytest.raises(KeyboardInterrupt):
@@ -181,6 +187,7 @@ class TargetContract:
         digits_bundle: Bundle,
         digits_bundle_changed: Bundle,
     ) -> None:
+        """``rollback`` serves the previous digest again, or raises ``UnsupportedError``."""
         target = make_target(model_name)
         self.deployed(target, digits_bundle)
         target.deploy(digits_bundle_changed)

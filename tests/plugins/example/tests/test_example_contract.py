@@ -1,4 +1,4 @@
-"""The minimal third-party plugin under tests/plugins passes the same contract tests."""
+"""The example target passes the contract tests every target passes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tfdeploy_example import ExampleConfig, ExampleTarget
 
-from tfdeploy.deployment.target import Progress
+from tfdeploy.plugin import Progress
 from tfdeploy.testing.contract import TargetContract, TargetFactory
 
 
