@@ -161,7 +161,7 @@ def test_a_second_version_takes_a_canary_share_then_all_traffic(
     second = next(d for d in endpoint.list_models() if d.model_version_id == "2")
     assert endpoint.traffic_split == {first.id: 80, second.id: 20}
     assert snapshot(vertex, endpoint)[0] == {first.id: 80, second.id: 20}
-    answered = {endpoint.predict(instances=[[0.0] * 64]).model_version_id for _ in range(30)}
+    answered = {endpoint.predict(instances=[[0.0] * 64]).model_version_id for _ in range(60)}
     assert answered == {"1", "2"}
 
     endpoint.update(traffic_split={first.id: 0, second.id: 100})
