@@ -1,0 +1,141 @@
+"""Vertex AI test set-up: gcp-storage-emulator, the fake Vertex AI API in front of it, the SDK.
+
+Cloud Storage requests go to the fake, which forwards them to the emulator
+(``STORAGE_EMULATOR_HOST`` points at the fake), so that tests can inject faults into uploads
+as into every Vertex AI call. The servers live as long as this test package (package scope),
+so that ``STORAGE_EMULATOR_HOST`` does not leak into the tests of other packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .fake_vertex import FakeVertex
+
+#: The prebuilt TensorFlow serving container the tests upload models with.
+TF_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+STAGING_BUCKET = "tfdeploy-staging"
+
+
+def quiet_aiplatform_logging() -> None:
+    """Keep google-cloud-aiplatform's INFO chatter off stdout.
+
+    Its module loggers each add a ``StreamHandler(sys.stdout)`` at import unless a logger above
+    them already has a StreamHandler. Giving ``google.cloud.aiplatform`` one (on stderr, for
+    warnings only) before the SDK is imported stops that.
+    """
+    logger = logging.getLogger("google.cloud.aiplatform")
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+
+
+quiet_aiplatform_logging()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="package")
+def gcs_emulator() -> Iterator[str]:
+    """gcp-storage-emulator, in memory, in this process; yields its URL."""
+    from gcp_storage_emulator.server import create_server  # type: ignore[import-untyped]
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="package")
+def fake_vertex(gcs_emulator: str) -> Iterator[FakeVertex]:
+    """The fake Vertex AI API (operations done after 2 polls), also fronting the emulator."""
+    with pytest.MonkeyPatch.context() as mp, FakeVertex(gcs_upstream=gcs_emulator) as fake:
+        mp.setenv("STORAGE_EMULATOR_HOST", fake.url)
+        yield fake
+
+
+@pytest.fixture
+def vertex(fake_vertex: FakeVertex) -> Iterator[FakeVertex]:
+    """The package's fake, checked afterwards to have used up every fault the test injected.
+
+    Its operations finish at the first poll: the SDK still sees them running in the answer
+    that starts them and polls, but never sleeps between polls (0-1 s each otherwise). Tests
+    about polling set ``polls_to_finish`` themselves.
+    """
+    fake_vertex.polls_to_finish = 1
+    yield fake_vertex
+    left = fake_vertex.pending_faults()
+    fake_vertex.clear_faults()
+    fake_vertex.polls_to_finish = 2
+    assert not left, f"faults never injected: {left}"
+
+
+@pytest.fixture(scope="package")
+def aiplatform(fake_vertex: FakeVertex) -> Any:
+    """``google.cloud.aiplatform``, initialised to talk REST to the fake, anonymously."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform as sdk
+
+    sdk.init(
+        project=fake_vertex.project,
+        location=fake_vertex.location,
+        api_endpoint=fake_vertex.url,
+        api_transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        staging_bucket=f"gs://{STAGING_BUCKET}",
+    )
+    return sdk
+
+
+@pytest.fixture(scope="package")
+def storage_client(fake_vertex: FakeVertex) -> Any:
+    """A google-cloud-storage client reaching the emulator through ``STORAGE_EMULATOR_HOST``."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    return storage.Client(
+        project=fake_vertex.project,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+
+
+@pytest.fixture(scope="package")
+def staging_bucket(storage_client: Any) -> Any:
+    """The bucket models are staged in."""
+    return storage_client.create_bucket(STAGING_BUCKET)
+
+
+def stage(bucket: Any, local_dir: Path, prefix: str) -> str:
+    """Upload a directory under ``prefix``; returns its ``gs://`` URI."""
+    for path in sorted(local_dir.rglob("*")):
+        if path.is_file():
+            bucket.blob(f"{prefix}/{path.relative_to(local_dir).as_posix()}").upload_from_filename(
+                str(path)
+            )
+    return f"gs://{bucket.name}/{prefix}"
+
+
+@pytest.fixture(scope="package")
+def digits_uri(staging_bucket: Any, digits_savedmodel: Path) -> str:
+    """The digits SavedModel staged in the emulator."""
+    return stage(staging_bucket, digits_savedmodel, "digits/1")
+
+
+@pytest.fixture(scope="package")
+def digits_changed_uri(staging_bucket: Any, digits_savedmodel_changed: Path) -> str:
+    """The changed digits SavedModel (same predictions, another digest) staged in the emulator."""
+    return stage(staging_bucket, digits_savedmodel_changed, "digits/2")
