@@ -68,6 +68,10 @@ setup(
             "schemathesis>=4",
             "playwright>=1.45",
             "import-linter>=2.1",
+            # The real client libraries of Vertex AI and Posit Connect, talking to local fakes
+            # of those services (tests/cloudml, tests/connect).
+            "google-cloud-aiplatform>=2.7.0",
+            "rsconnect-python>=1.32",
             # gs:// model base paths of the tfserving target, tested against the emulator.
             "google-cloud-storage>=2.14",
             "gcp-storage-emulator>=2024.8",

@@ -1076,7 +1076,7 @@ class FakeVertex:
                     dest = target / name[len(prefix) :]
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     bucket.blob(name).download_to_filename(str(dest))
-                from tfdeploy.runtime import load_savedmodel
+                from tfdeploy import load_savedmodel
 
                 loaded = load_savedmodel(target)
             except Exception as exc:  # any failure to fetch or load: the server never comes up

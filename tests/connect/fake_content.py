@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tests.connect.fake_http import Reply
 
 if TYPE_CHECKING:
-    from tfdeploy.runtime import LoadedModel
+    from tfdeploy import LoadedModel
 
 #: Headers that belong to one connection and are never forwarded by a proxy (RFC 9110 7.6.1),
 #: plus those the proxy sets itself.
@@ -249,7 +249,7 @@ class SavedModelRuntime:
         body: bytes,
     ) -> Reply:
         """``POST /<signature>/predict`` with a contract body; anything else is a 404."""
-        from tfdeploy import contract
+        from tfdeploy.predict import wire as contract
         from tfdeploy.errors import TfdeployError
 
         path = target.split("?", 1)[0]
