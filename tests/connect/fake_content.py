@@ -249,8 +249,8 @@ class SavedModelRuntime:
         body: bytes,
     ) -> Reply:
         """``POST /<signature>/predict`` with a contract body; anything else is a 404."""
-        from tfdeploy.predict import wire as contract
         from tfdeploy.errors import TfdeployError
+        from tfdeploy.predict import wire
 
         path = target.split("?", 1)[0]
         match = _PREDICT.fullmatch(path)
@@ -259,10 +259,10 @@ class SavedModelRuntime:
         if method != "POST":
             return Reply.json(405, {"error": f"{path} accepts POST only"})
         try:
-            answer = self._model.predict(contract.loads(body), signature_name=match["signature"])
+            answer = self._model.predict(wire.loads(body), signature_name=match["signature"])
         except TfdeployError as err:
             return Reply.json(err.http_status, {"error": err.describe()})
-        return Reply(200, contract.dumps(answer), [("Content-Type", "application/json")])
+        return Reply(200, wire.dumps(answer), [("Content-Type", "application/json")])
 
     def stop(self) -> None:
         """Nothing to stop: the model is released with this object."""

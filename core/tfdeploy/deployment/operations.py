@@ -22,7 +22,6 @@ from tfdeploy.deployment.runner import ProgressFactory, Report, run_each, silent
 from tfdeploy.deployment.target import DeployResult, Plan, Progress, Status
 from tfdeploy.deployment.verification import Verification, compare
 from tfdeploy.errors import ConfigError, TargetError, TfdeployError
-from tfdeploy.predict import wire
 
 if TYPE_CHECKING:
     from tfdeploy.model.bundle import Bundle
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
     from tfdeploy.predict.validate import Check, ExtraCheck
 
 DEFAULT_TIMEOUT = 600.0
+#: Instances per request when predicting through a target (as in :mod:`tfdeploy.predict.wire`).
+DEFAULT_BATCH_SIZE = 512
 
 T = TypeVar("T")
 PathLike = str | os.PathLike[str]
@@ -227,6 +228,8 @@ def predict_target(
     timeout: float = 60.0,
 ) -> dict[str, Any]:
     """Send ``instances`` (or a whole request) to a target and return its contract answer."""
+    from tfdeploy.predict import wire
+
     project = open_project(config)
     body = wire.as_request(instances, signature_name or project.signature)
     with _opened(project, target, overrides, Progress()) as t:
@@ -239,11 +242,12 @@ def predict_instances(
     *,
     config: PathLike | None = None,
     signature_name: str | None = None,
-    batch_size: int = wire.DEFAULT_BATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     overrides: Mapping[str, Any] | None = None,
     timeout: float = 60.0,
 ) -> Predictions:
     """Predict ``instances`` through a target, ``batch_size`` instances per request."""
+    from tfdeploy.predict import wire
     from tfdeploy.predict.remote import predict_in_batches
 
     project = open_project(config)
@@ -269,6 +273,7 @@ def verify(
     progress: ProgressFactory = silent,
 ) -> Report[Verification]:
     """Send the example instances to each target and compare with the local model's answers."""
+    from tfdeploy.predict import wire
     from tfdeploy.predict.runtime import LoadedModel
 
     project = open_project(config, model_path=path)

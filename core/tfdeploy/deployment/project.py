@@ -7,6 +7,7 @@ from the file and ``-C`` overrides and validated once.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +30,15 @@ class Project:
     model_path: Path | None
     model_name: str | None
     signature: str = DEFAULT_SIGNATURE
-    instances: Any = None
     tolerance: float = 1e-4
     _plugins: Any = field(default=None, repr=False)
+
+    @functools.cached_property
+    def instances(self) -> Any:
+        """deploy.yaml's example instances (``None`` without any), read on first use."""
+        if self.config is None or self.config.model.instances is None:
+            return None
+        return self.config.instances()
 
     @property
     def plugins(self) -> Any:
@@ -136,8 +143,6 @@ def open_project(
         signature=signature,
         tolerance=tolerance,
     )
-    if loaded is not None and loaded.model.instances is not None:
-        project.instances = loaded.instances()
     return project
 
 

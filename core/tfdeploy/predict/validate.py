@@ -11,7 +11,6 @@ from typing import Any, Literal
 from tfdeploy.errors import ModelNotFoundError, TfdeployError
 from tfdeploy.model.savedmodel import SAVED_MODEL_PB, read_model_info, resolve_model_dir
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE, ModelInfo
-from tfdeploy.predict import wire
 
 #: How a check came out.
 Verdict = Literal["PASS", "WARN", "FAIL", "SKIP"]
@@ -177,7 +176,7 @@ def _signature_checks(info: ModelInfo) -> list[Check]:
 
 
 def _runtime_checks(info: ModelInfo, instances: Any, signature_name: str) -> list[Check]:
-    from tfdeploy.predict import _tf
+    from tfdeploy.predict import _tf, wire
     from tfdeploy.predict.runtime import LoadedModel
 
     checks = [_variables_check(info, _tf.tensorflow())]

@@ -24,7 +24,6 @@ from tfdeploy.plugin import (
     TensorSpec,
     from_connection_error,
     from_grpc_status,
-    wire,
 )
 from tfdeploy_tfserving import protos
 
@@ -200,6 +199,8 @@ class GrpcClient:
         label: str | None = None,
     ) -> dict[str, Any]:
         """Answer a contract request through PredictionService.Predict."""
+        from tfdeploy.plugin import wire
+
         prepared = wire.prepare(body, self.signatures(model, version=version, label=label))
         request = protos.PredictRequest()
         _spec(request.model_spec, model, version, label)

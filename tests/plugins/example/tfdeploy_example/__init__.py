@@ -33,7 +33,6 @@ from tfdeploy.plugin import (
     VersionStatus,
     content_digest,
     hookimpl,
-    load_savedmodel,
     model_files,
 )
 
@@ -99,6 +98,10 @@ class ExampleTarget(Target[ExampleConfig]):
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Load the current version and answer."""
+        # Imported here, not at the top: loading a model brings numpy (and TensorFlow), which
+        # commands such as `tfdeploy status` never need, and they load every plugin.
+        from tfdeploy.plugin import load_savedmodel
+
         current = self._current()
         if current is None:
             raise TargetError(f"nothing is deployed in {self.root}")
