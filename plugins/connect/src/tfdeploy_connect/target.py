@@ -480,8 +480,8 @@ class ConnectTarget(Target[ConnectConfig]):
         return f"{task.get('id')}: failed (code {task.get('code')}): {task.get('error')}"
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Predict through the content URL: TF Serving's route of tfdeploy's app (mode app) or
-        ``<signature>/predict`` of Connect's TensorFlow hosting (mode tensorflow)."""
+        """Predict through the content URL's ``<signature>/predict``, the route both tfdeploy's
+        app (the R package's route) and Connect's TensorFlow hosting answer."""
         from tfdeploy_connect.client import refused_key, ssl_context
 
         if self._content_url is None:
@@ -492,11 +492,8 @@ class ConnectTarget(Target[ConnectConfig]):
                 )
             self._content_url = str(content["content_url"]).rstrip("/") + "/"
         body = dict(request)
-        if self.config.mode == "app":
-            url = f"{self._content_url}v1/models/{quote(self.model_name)}:predict"
-        else:
-            signature = str(body.pop("signature_name", None) or DEFAULT_SIGNATURE)
-            url = f"{self._content_url}{quote(signature)}/predict"
+        signature = str(body.pop("signature_name", None) or DEFAULT_SIGNATURE)
+        url = f"{self._content_url}{quote(signature, safe='')}/predict"
         headers = {"Authorization": f"Key {self.config.api_key.get_secret_value()}"}
         try:
             answer: dict[str, Any] = request_json(
@@ -517,10 +514,10 @@ class ConnectTarget(Target[ConnectConfig]):
         """Serve the bundle before the active one again (or bundle ``to``); the replaced bundle
         stays on Connect, so ``--to`` it rolls forward again."""
         state = self._state()
+        if state is not None and not state.ours:
+            raise TargetError(f"{self._where} was not published by tfdeploy")
         if state is None or state.active is None:
             raise TargetError(f"nothing is deployed on {self._where}, so nothing to roll back")
-        if not state.ours:
-            raise TargetError(f"{self._where} was not published by tfdeploy")
         active = state.active
         ids = sorted(state.ids, key=lambda b: (len(b), b))
         if to is None:
