@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import urllib.error
 import urllib.request
@@ -156,6 +157,10 @@ def test_the_content_answers_the_routes_of_tfdeploy_serve(
     assert spec_status == 200 and "/serving_default/predict" in json.loads(spec)["paths"]
     page_status, page = published.call("")
     assert page_status == 200 and b"<html" in page.lower()
+    # The docs page's links work under the content URL's path prefix.
+    links = re.findall(r'(?:href|src)="([^"]+)"', page.decode())
+    assert links and not [link for link in links if link.startswith("/")]
+    assert {link: published.call(link)[0] for link in links} == dict.fromkeys(links, 200)
     assert published.call("serving_default/predict", body, key=None)[0] == 401
 
 
