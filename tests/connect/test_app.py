@@ -166,9 +166,7 @@ def test_the_content_answers_the_routes_of_tfdeploy_serve(
 
 def test_verify_and_predict_go_through_the_bundled_app(published: Published) -> None:
     verify = published("verify", "--target", "connect")
-    predict = published(
-        "predict", "--target", "connect", "--input", "instances.json", "--json"
-    )
+    predict = published("predict", "--target", "connect", "--input", "instances.json", "--json")
 
     assert verify.returncode == 0, verify.stderr
     assert "connect: OK" in verify.stdout

@@ -156,9 +156,10 @@ def test_the_same_inputs_give_the_same_bytes(
     again = build(Bundle.from_model(copy, name="digits"), tmp_path, "b.tar.gz", mode=mode)
 
     assert first.path.read_bytes() == again.path.read_bytes()
-    assert plan_bundle(digits_bundle, mode=mode).fingerprint == plan_bundle(
-        Bundle.from_model(copy, name="digits"), mode=mode
-    ).fingerprint  # type: ignore[arg-type]
+    assert (
+        plan_bundle(digits_bundle, mode=mode).fingerprint
+        == plan_bundle(Bundle.from_model(copy, name="digits"), mode=mode).fingerprint
+    )  # type: ignore[arg-type]
 
 
 def test_the_fingerprint_changes_with_everything_the_bytes_depend_on(

@@ -27,7 +27,9 @@ KEY = "connect-key-" + "7" * 24
 
 def config(**settings: Any) -> ConnectConfig:
     """Settings validated as deploy.yaml's are (secrets registered, errors as ConfigError)."""
-    built = build_target_config(ConnectConfig, {"server": "https://connect.example.com", **settings})
+    built = build_target_config(
+        ConnectConfig, {"server": "https://connect.example.com", **settings}
+    )
     assert isinstance(built, ConnectConfig)
     return built
 

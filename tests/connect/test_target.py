@@ -174,7 +174,9 @@ def test_a_500_from_connect_is_retryable_leaves_nothing_and_a_retry_deploys(
         targets(model_name).deploy(digits_bundle)
 
     assert failed.value.retryable and failed.value.status == 500
-    assert "upload the bundle" in failed.value.message and "the disk is full" in failed.value.message
+    assert (
+        "upload the bundle" in failed.value.message and "the disk is full" in failed.value.message
+    )
     guid = content(fake_connect, model_name)["guid"]
     assert fake_connect.bundles(guid) == []
     result = targets(model_name).deploy(digits_bundle)
@@ -275,9 +277,11 @@ def test_a_refused_key_is_a_clear_error_that_says_how_to_make_one(
     wrong = "wrong-key-" + "9" * 20
     target = targets(model_name, api_key=wrong)
 
-    for call in (target.status, lambda: target.deploy(digits_bundle), lambda: target.plan(
-        digits_bundle
-    )):
+    for call in (
+        target.status,
+        lambda: target.deploy(digits_bundle),
+        lambda: target.plan(digits_bundle),
+    ):
         with pytest.raises(TfdeployError) as refused:
             call()
         assert refused.value.code == "UNAUTHENTICATED" and not refused.value.retryable
@@ -307,7 +311,9 @@ def test_rollback_keeps_the_replaced_bundle_so_it_can_roll_forward(
     assert {v.version: v.state for v in back.versions} == {second: "absent", first: "serving"}
     # Deploying the newer model again needs no upload: Connect holds its bundle.
     plan = targets(model_name).plan(digits_bundle_changed)
-    assert plan.changes == (f"deploy bundle {second} again (Connect holds it already: nothing to upload)",)
+    assert plan.changes == (
+        f"deploy bundle {second} again (Connect holds it already: nothing to upload)",
+    )
     forward = targets(model_name).rollback(to=second)
     assert (forward.version, forward.digest) == (second, digits_bundle_changed.manifest.digest)
     with pytest.raises(TargetError, match=f"has no bundle '999' \\(bundles: {first}, {second}\\)"):

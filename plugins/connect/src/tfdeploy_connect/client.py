@@ -232,4 +232,3 @@ class ConnectAPI:
     def task(self, task_id: str, first: int, wait: int) -> Task:
         """The task's state and its output lines from ``first``, waiting up to ``wait`` s."""
         return self._call("read the deploy task", lambda c: dict(c.task_get(task_id, first, wait)))
-

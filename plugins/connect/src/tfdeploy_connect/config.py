@@ -34,6 +34,8 @@ class ConnectConfig(TargetConfig):
         "(the address of its dashboard, without /__api__).",
     )
     api_key: SecretStr = Field(
+        default=None,  # replaced by $CONNECT_API_KEY's value, or refused, when validated
+        validate_default=True,
         description=f"A Connect API key; default: ${API_KEY_VARIABLE}. Write "
         "api_key: ${VARIABLE} to take it from another variable, never the key itself.",
     )
@@ -88,18 +90,17 @@ class ConnectConfig(TargetConfig):
         default=60.0, gt=0, description="Seconds to wait for an answer to one HTTP request."
     )
 
-    @model_validator(mode="before")
+    @field_validator("api_key", mode="before")
     @classmethod
-    def _api_key_from_the_environment(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("api_key") in (None, ""):
-            key = os.environ.get(API_KEY_VARIABLE)
-            if not key:
+    def _api_key_from_the_environment(cls, value: Any) -> Any:
+        if value is None or value == "":
+            value = os.environ.get(API_KEY_VARIABLE)
+            if not value:
                 raise ValueError(
                     f"no API key: api_key is not set and neither is ${API_KEY_VARIABLE}; "
                     + API_KEY_HINT
                 )
-            data = {**data, "api_key": key}
-        return data
+        return value
 
     @field_validator("server")
     @classmethod

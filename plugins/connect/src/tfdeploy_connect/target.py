@@ -178,7 +178,8 @@ class ConnectTarget(Target[ConnectConfig]):
         bundles = self.api.bundles(str(content["guid"]))
         ours = record is not None or (content.get("bundle_id") is None and not bundles)
         intro = "\n".join(
-            line for line in (content.get("description") or "").splitlines()
+            line
+            for line in (content.get("description") or "").splitlines()
             if not line.startswith("tfdeploy-record: ")
         ).strip()
         state = _State(content, record or Record(), bundles, ours, intro or self._intro())
@@ -238,13 +239,16 @@ class ConnectTarget(Target[ConnectConfig]):
             return Plan(
                 self.name, "create", None, None, digest, (first, self._bundle_change(state, build))
             )
-        changes = [f"{k}: {state.content.get(k)!r} -> {v!r}" for k, v in self._settings_changes(
-            state.content
-        ).items()]
+        changes = [
+            f"{k}: {state.content.get(k)!r} -> {v!r}"
+            for k, v in self._settings_changes(state.content).items()
+        ]
         fingerprint = self._environment_fingerprint()
         environment_changed = fingerprint is not None and fingerprint != state.record.environment
         if environment_changed:
-            changes.append(f"set environment variables {', '.join(sorted(self.config.environment))}")
+            changes.append(
+                f"set environment variables {', '.join(sorted(self.config.environment))}"
+            )
         if state.build_of(state.active) != build.fingerprint:
             changes.append(self._bundle_change(state, build))
         elif environment_changed:
@@ -386,7 +390,9 @@ class ConnectTarget(Target[ConnectConfig]):
         state.record.bundles.pop(bundle_id, None)
         self._save(state)
 
-    def _task_failed(self, task: Mapping[str, Any], previous: str | None, state: _State) -> TargetError:
+    def _task_failed(
+        self, task: Mapping[str, Any], previous: str | None, state: _State
+    ) -> TargetError:
         serving = f"bundle {previous} keeps serving" if previous else "nothing serves yet"
         hint = f"{serving}; the task's log is above and at {self._logs_url(state)}"
         if self.config.mode == "app":
@@ -553,8 +559,7 @@ class ConnectTarget(Target[ConnectConfig]):
         if state is not None:
             if not state.ours:
                 raise TargetError(
-                    f"{self._where} was not published by tfdeploy, so tfdeploy does not "
-                    "delete it",
+                    f"{self._where} was not published by tfdeploy, so tfdeploy does not delete it",
                     hint="delete it on Connect's dashboard if it should go",
                 )
             self.progress.step(f"deleting {self._where} and its {len(state.bundles)} bundles")
