@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import socket
 import tarfile
 import time
@@ -418,3 +419,41 @@ def test_the_content_name_defaults_to_the_model_name_and_can_be_set(
     assert targets(model_name).status().state == "absent"
     with pytest.raises(TfdeployError, match="cannot be a Connect content name"):
         targets("ab").status()
+
+
+def test_the_key_and_secret_values_stay_out_of_rsconnects_debug_log(
+    targets: Targets,
+    fake_connect: FakeConnect,
+    connect_api_key: str,
+    model_name: str,
+    digits_bundle: Bundle,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "tok-" + "8" * 28
+    caplog.set_level(logging.DEBUG, logger="rsconnect")
+    progress = Recorder()
+    target = targets(model_name, progress, mode="app", environment={"API_TOKEN": secret})
+    fake_connect.fail("deploy", "failed-task", message="Unable to install the packages")
+
+    with pytest.raises(TargetError) as failed:
+        target.deploy(digits_bundle)  # the variables are set, the task fails before any app
+    with pytest.raises(TfdeployError) as refused:
+        targets(model_name, api_key="wrong-" + connect_api_key).status()
+
+    captured = capfd.readouterr()
+    logged = caplog.text
+    assert "PATCH" in logged and "/environment" in logged  # the debug log saw the variables
+    assert fake_connect.env_names(content(fake_connect, model_name)["guid"]) == ["API_TOKEN"]
+    texts = [
+        logged,
+        captured.out,
+        captured.err,
+        progress.text(),
+        failed.value.describe(),
+        refused.value.describe(),
+        json.dumps(targets(model_name, mode="app").status().to_dict()),
+        json.dumps(fake_connect.content_items()),
+    ]
+    for value in (connect_api_key, secret):
+        assert not [text for text in texts if value in text]

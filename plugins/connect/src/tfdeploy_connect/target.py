@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import tempfile
 import time
 from collections.abc import Mapping
@@ -124,6 +125,7 @@ class ConnectTarget(Target[ConnectConfig]):
         add_secret(config.api_key.get_secret_value())
         self._api: ConnectAPI | None = None
         self._content_url: str | None = None
+        self._ssl: ssl.SSLContext | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -500,6 +502,8 @@ class ConnectTarget(Target[ConnectConfig]):
         body = dict(request)
         signature = str(body.pop("signature_name", None) or DEFAULT_SIGNATURE)
         url = f"{self._content_url}{quote(signature, safe='')}/predict"
+        if self._ssl is None and self.config.server.startswith("https:"):
+            self._ssl = ssl_context(self.config)
         headers = {"Authorization": f"Key {self.config.api_key.get_secret_value()}"}
         try:
             answer: dict[str, Any] = request_json(
@@ -508,7 +512,7 @@ class ConnectTarget(Target[ConnectConfig]):
                 body,
                 headers=headers,
                 timeout=self.config.request_timeout,
-                context=ssl_context(self.config),
+                context=self._ssl,
             )
         except RemoteError as exc:
             if exc.status == 401:
