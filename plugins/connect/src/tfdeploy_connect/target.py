@@ -87,6 +87,24 @@ class _State:
         return entry.digest if entry else None
 
 
+@dataclass(frozen=True)
+class _Changes:
+    """What a deploy of a build changes on a content item (``plan`` says it, ``deploy`` does it)."""
+
+    settings: dict[str, str]
+    environment: str | None
+    """The fingerprint of the variables to set, when they differ from the recorded one."""
+    serving: bool
+    """Whether the active bundle is this build already."""
+    reuse: str | None
+    """A bundle of this build that Connect holds (deployed again without an upload)."""
+
+    @property
+    def nothing(self) -> bool:
+        """Whether a deploy would leave everything as it is."""
+        return self.serving and self.environment is None and not self.settings
+
+
 class _UploadReader:
     """The archive as a stream for the upload, reporting each block sent."""
 
@@ -229,6 +247,20 @@ class ConnectTarget(Target[ConnectConfig]):
 
     # --- deploy -----------------------------------------------------------------------------
 
+    def _changes(self, state: _State, build: BuildPlan) -> _Changes:
+        fingerprint = self._environment_fingerprint()
+        reuse = None
+        for b in state.bundles:  # newest first
+            if state.build_of(str(b["id"])) == build.fingerprint:
+                reuse = str(b["id"])
+                break
+        return _Changes(
+            settings=self._settings_changes(state.content),
+            environment=fingerprint if fingerprint != state.record.environment else None,
+            serving=state.active is not None and state.build_of(state.active) == build.fingerprint,
+            reuse=reuse,
+        )
+
     def plan(self, bundle: Bundle) -> Plan:
         """What a deploy would change: content, settings, environment, the bundle to serve."""
         build = plan_bundle(bundle, mode=self.config.mode, python=self.config.python)
@@ -236,48 +268,30 @@ class ConnectTarget(Target[ConnectConfig]):
         state = self._state()
         if state is not None:
             self._check_takeover(state, build.app_mode)
-        if state is None or state.active is None:
-            first = f"create {self._where}" if state is None else f"deploy to {self._where}"
-            return Plan(
-                self.name, "create", None, None, digest, (first, self._bundle_change(state, build))
+        upload = f"upload a {build.mode}-mode bundle of {digest} and deploy it"
+        if state is None:
+            return Plan(self.name, "create", None, None, digest, (f"create {self._where}", upload))
+        changes = self._changes(state, build)
+        described = [f"{k}: {state.content.get(k)!r} -> {v!r}" for k, v in changes.settings.items()]
+        if changes.environment is not None:
+            names = ", ".join(sorted(self.config.environment))
+            described.append(f"set environment variables {names}")
+        if changes.reuse is not None and not changes.serving:
+            described.append(
+                f"deploy bundle {changes.reuse} again (Connect holds it already: nothing to upload)"
             )
-        changes = [
-            f"{k}: {state.content.get(k)!r} -> {v!r}"
-            for k, v in self._settings_changes(state.content).items()
-        ]
-        fingerprint = self._environment_fingerprint()
-        environment_changed = fingerprint is not None and fingerprint != state.record.environment
-        if environment_changed:
-            changes.append(
-                f"set environment variables {', '.join(sorted(self.config.environment))}"
-            )
-        if state.build_of(state.active) != build.fingerprint:
-            changes.append(self._bundle_change(state, build))
-        elif environment_changed:
-            changes.append(f"deploy bundle {state.active} again, so the content sees them")
+        elif not changes.serving:
+            described.append(upload)
+        elif changes.environment is not None:
+            described.append(f"deploy bundle {state.active} again, so the content sees them")
         return Plan(
             self.name,
-            "update" if changes else "noop",
+            "create" if state.active is None else "noop" if changes.nothing else "update",
             state.active,
             state.digest_of(state.active),
             digest,
-            tuple(changes),
+            tuple(described),
         )
-
-    def _bundle_change(self, state: _State | None, build: BuildPlan) -> str:
-        reuse = self._reusable(state, build)
-        if reuse is not None:
-            return f"deploy bundle {reuse} again (Connect holds it already: nothing to upload)"
-        return f"upload a {build.mode}-mode bundle of {build.digest} and deploy it"
-
-    @staticmethod
-    def _reusable(state: _State | None, build: BuildPlan) -> str | None:
-        if state is None:
-            return None
-        for b in state.bundles:  # newest first
-            if state.build_of(str(b["id"])) == build.fingerprint:
-                return str(b["id"])
-        return None
 
     def deploy(self, bundle: Bundle) -> DeployResult:
         """Publish ``bundle``: upload it (unless Connect holds it), deploy it, wait for the task."""
@@ -285,27 +299,23 @@ class ConnectTarget(Target[ConnectConfig]):
         digest = bundle.manifest.digest
         state = self._state(create_for=build)
         assert state is not None
-        settings = self._settings_changes(state.content)
-        if settings:
-            self.progress.step(f"setting {', '.join(settings)} of {self._where}")
-            state.content = self.api.update_content(state.guid, settings)
-        fingerprint = self._environment_fingerprint()
-        environment_changed = fingerprint is not None and fingerprint != state.record.environment
-        if state.build_of(state.active) == build.fingerprint and not environment_changed:
+        changes = self._changes(state, build)
+        if changes.settings:
+            self.progress.step(f"setting {', '.join(changes.settings)} of {self._where}")
+            state.content = self.api.update_content(state.guid, changes.settings)
+        if changes.serving and changes.environment is None:
             return DeployResult(
                 status=self._status_of(state),
-                changed=bool(settings),
+                changed=bool(changes.settings),
                 message=f"bundle {state.active} already serves {digest}",
             )
-        if environment_changed:
+        if changes.environment is not None:
             names = ", ".join(sorted(self.config.environment))
             self.progress.step(f"setting environment variables {names}")
             self.api.set_environment(
                 state.guid, {k: v.get_secret_value() for k, v in self.config.environment.items()}
             )
-        bundle_id = self._reusable(state, build)
-        uploaded = bundle_id is None
-        sent = 0
+        bundle_id, sent = changes.reuse, 0
         if bundle_id is None:
             bundle_id, sent = self._upload(state, build, bundle)
         else:
@@ -317,11 +327,11 @@ class ConnectTarget(Target[ConnectConfig]):
         self._save(state)
         task = self._wait(task_id, state)
         if task.get("code") != 0:
-            if uploaded:
+            if changes.reuse is None:  # this deploy uploaded it, and it never served
                 self._withdraw(state, bundle_id)
             raise self._task_failed(task, previous, state)
-        if fingerprint is not None:
-            state.record.environment = fingerprint
+        if changes.environment is not None:
+            state.record.environment = changes.environment
             self._save(state)
         state.content = self.api.get_content(state.guid)
         return DeployResult(
