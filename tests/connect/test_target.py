@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import socket
-import tarfile
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 from rsconnect.api import RSConnectClient, RSConnectServer
 from tests.connect.conftest import Recorder, Targets
 from tests.connect.fake_connect import FakeConnect
+from tests.connect.test_fake_connect import static_bundle
 from tfdeploy_connect.record import PREFIX
 
 from tfdeploy.plugin import Bundle, RemoteError, TargetError, TfdeployError
@@ -352,14 +352,13 @@ def test_undeploy_deletes_the_content_and_its_bundles(
     assert any("deleting content" in step and "1 bundles" in step for step in progress.steps)
 
 
-def static_bundle() -> bytes:
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w:gz") as tar:
-        manifest = json.dumps({"version": 1, "metadata": {"appmode": "static"}}).encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(manifest)
-        tar.addfile(info, io.BytesIO(manifest))
-    return data.getvalue()
+def foreign_content(fake: FakeConnect, key: str, name: str, *, with_bundle: bool) -> str:
+    """Content that rsconnect-python's client made, not tfdeploy; its guid."""
+    client = RSConnectClient(RSConnectServer(fake.url, key))
+    guid = str(client.content_create(name)["guid"])
+    if with_bundle:
+        client.upload_bundle(guid, io.BytesIO(static_bundle()))
+    return guid
 
 
 def test_content_that_tfdeploy_did_not_publish_is_left_alone(
@@ -369,9 +368,7 @@ def test_content_that_tfdeploy_did_not_publish_is_left_alone(
     model_name: str,
     digits_bundle: Bundle,
 ) -> None:
-    client = RSConnectClient(RSConnectServer(fake_connect.url, connect_api_key))
-    guid = client.content_create(model_name)["guid"]
-    client.upload_bundle(guid, io.BytesIO(static_bundle()))
+    guid = foreign_content(fake_connect, connect_api_key, model_name, with_bundle=True)
     target = targets(model_name)
 
     for call in (lambda: target.deploy(digits_bundle), target.undeploy, target.rollback):
@@ -388,8 +385,7 @@ def test_empty_content_of_the_same_name_is_taken_over(
     model_name: str,
     digits_bundle: Bundle,
 ) -> None:
-    client = RSConnectClient(RSConnectServer(fake_connect.url, connect_api_key))
-    guid = client.content_create(model_name)["guid"]
+    guid = foreign_content(fake_connect, connect_api_key, model_name, with_bundle=False)
 
     result = targets(model_name).deploy(digits_bundle)
 

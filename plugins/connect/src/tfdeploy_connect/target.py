@@ -376,8 +376,9 @@ class ConnectTarget(Target[ConnectConfig]):
                     "the job, or raise wait_timeout",
                     code="DEADLINE_EXCEEDED",
                 )
+            wait = int(min(POLL_WAIT, deadline - now))
             try:
-                task = self.api.task(task_id, first, int(min(POLL_WAIT, deadline - now)))
+                task = self.api.task(task_id, first, wait)
             except TfdeployError as exc:
                 if not exc.retryable:
                     raise
@@ -389,6 +390,8 @@ class ConnectTarget(Target[ConnectConfig]):
             first = int(task.get("last") or first)
             if task.get("finished"):
                 return task
+            if wait == 0:  # the last second before the deadline: Connect answered at once
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _withdraw(self, state: _State, bundle_id: str) -> None:
         """Delete the bundle of a failed deploy (it never served) and forget it."""
