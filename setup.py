@@ -75,6 +75,8 @@ setup(
             # gs:// model base paths of the tfserving target, tested against the emulator.
             "google-cloud-storage>=2.14",
             "gcp-storage-emulator>=2024.8",
+            # A self-signed certificate for the fake Connect served over HTTPS (tests/connect).
+            "cryptography>=42",
         ],
         "dev": ["ruff>=0.6", "mypy>=1.11", "types-PyYAML", "import-linter>=2.1"],
     },

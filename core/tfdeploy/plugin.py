@@ -32,7 +32,8 @@ What is here:
 - the wire contract: the module :mod:`wire <tfdeploy.predict.wire>` (``prepare``, ``answer``,
   ``dumps``, ``loads``), :func:`request_json` and :func:`request`, the one HTTP helper, and
   :func:`load_savedmodel` for targets that predict in-process;
-- secrets: :func:`add_secret` for a credential the target holds, :func:`redact` to mask them.
+- secrets: :func:`add_secret` for a credential the target holds, :func:`looks_secret` (whether
+  a setting's name says it holds one), :func:`redact` to mask them.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ if TYPE_CHECKING:
     from tfdeploy.predict.http import request, request_json
     from tfdeploy.predict.runtime import LoadedModel, load_savedmodel
     from tfdeploy.predict.validate import Check, ExtraCheck, Verdict
-    from tfdeploy.secrets import add_secret, redact
+    from tfdeploy.secrets import add_secret, looks_secret, redact
 
 #: Public name -> module that defines it. Names are imported on first use (PEP 562), so a
 #: plugin that registers a target does not make ``tfdeploy status`` import numpy.
@@ -150,7 +151,7 @@ _EXPORTS = {
     **dict.fromkeys(["request", "request_json"], "tfdeploy.predict.http"),
     **dict.fromkeys(["LoadedModel", "load_savedmodel"], "tfdeploy.predict.runtime"),
     **dict.fromkeys(["Check", "ExtraCheck", "Verdict"], "tfdeploy.predict.validate"),
-    **dict.fromkeys(["add_secret", "redact"], "tfdeploy.secrets"),
+    **dict.fromkeys(["add_secret", "looks_secret", "redact"], "tfdeploy.secrets"),
 }
 
 __all__ = [
@@ -196,6 +197,7 @@ __all__ = [
     "from_http_status",
     "hookimpl",
     "load_savedmodel",
+    "looks_secret",
     "model_files",
     "read_model_info",
     "redact",

@@ -138,7 +138,8 @@ def test_json_schema_describes_every_installed_target() -> None:
 
 def test_the_example_file_at_the_root_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).parents[2] / "deploy.yaml.example"
-    loaded = configuration.load(example, environ={"TFSERVING_HOST": "localhost"})
+    environ = {"TFSERVING_HOST": "localhost", "CONNECT_API_KEY": "a-key"}
+    loaded = configuration.load(example, environ=environ)
     assert loaded.targets
     for name in loaded.targets:
         loaded.target_config(name, get_plugins())

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from tfdeploy.errors import ConfigError
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE
@@ -207,7 +207,9 @@ def build_target_config(
         raise ConfigError(_describe(exc, config_class, where)) from None
     for name in config_class.secret_fields():
         value = getattr(config, name)
-        if value is not None:
+        # A field that holds several secrets (a mapping of SecretStr) prints masked as it is;
+        # its target registers the values worth masking in every message.
+        if isinstance(value, SecretStr):
             add_secret(value.get_secret_value())
     return config
 

@@ -83,9 +83,10 @@ def deploy(
 
     ``path`` defaults to deploy.yaml's ``model.path``; ``target`` is a deploy.yaml target name
     or a plugin name (its settings then come from ``overrides``), or a list of them;
-    ``all_targets`` adds every deploy.yaml target. Targets whose serving digest already equals
-    the model's are left alone. Returns a :class:`~tfdeploy.deployment.runner.Report`; with
-    ``raise_on_error`` a failed target raises its error instead.
+    ``all_targets`` adds every deploy.yaml target. Targets that serve and whose plan is
+    ``noop`` (by default: their serving digest already equals the model's) are left alone.
+    Returns a :class:`~tfdeploy.deployment.runner.Report`; with ``raise_on_error`` a failed
+    target raises its error instead.
 
     Example::
 
@@ -108,9 +109,11 @@ def deploy(
 
     def work(n: str, reporter: Progress) -> DeployResult:
         with _opened(project, n, overrides, reporter) as t:
+            # The target's plan decides (by default: the digest that serves), so a target can
+            # count settings of its own that a deploy applies, not only the model.
+            planned = with_retries(lambda: t.plan(bundle), timeout=timeout, progress=reporter)
             current = with_retries(t.status, timeout=timeout, progress=reporter)
-            digest = bundle.manifest.digest
-            if current.digest == digest and current.state in ("serving", "unknown"):
+            if planned.action == "noop" and current.state in ("serving", "unknown"):
                 reporter.step(f"version {current.version} has this digest already; nothing to do")
                 return DeployResult(status=current, changed=False, message="unchanged")
             if validate:

@@ -29,7 +29,8 @@ async function send(path, textarea, output, status) {
   status.textContent = "sending…";
   status.className = "status";
   try {
-    const response = await fetch(path, {
+    // Relative to the page, so the page works under a path prefix (a Posit Connect content URL).
+    const response = await fetch(path.replace(/^\//, ""), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: textarea.value,
@@ -70,10 +71,10 @@ async function main() {
   const description = document.getElementById("description");
   let spec;
   try {
-    const response = await fetch("/openapi.json");
+    const response = await fetch("openapi.json");
     spec = await response.json();
   } catch (err) {
-    description.textContent = "Could not load /openapi.json: " + err;
+    description.textContent = "Could not load openapi.json: " + err;
     return;
   }
   document.getElementById("title").textContent = spec.info.title;
