@@ -70,7 +70,7 @@ def test_columnar_request_and_signature_errors(
         predict_savedmodel(digits_instances, digits_model, signature_name="nope")
     with pytest.raises(InvalidInputError, match="empty"):
         predict_savedmodel([], digits_model)
-    with pytest.raises(TfdeployError, match="cannot predict with a int"):
+    with pytest.raises(TfdeployError, match="cannot predict with an int: it takes a model from"):
         predict_savedmodel(digits_instances, 42)
 
 

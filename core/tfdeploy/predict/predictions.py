@@ -82,7 +82,7 @@ class Predictions(Sequence[Any]):
         """The predictions as one array (one output) or a dict of arrays keyed by output name."""
         if self._arrays is not None:
             arrays = self._arrays
-        elif self.output_names:
+        elif self.output_names and all(isinstance(r, Mapping) for r in self.rows):
             arrays = {n: np.asarray([r[n] for r in self.rows]) for n in self.output_names}
         else:
             return np.asarray(self.rows)
