@@ -19,7 +19,6 @@ from tfdeploy.model import textproto
 from tfdeploy.model.savedmodel import read_model_info, resolve_model_dir
 from tfdeploy.predict import tfexample
 from tfdeploy.predict.runtime import LoadedModel
-from tfdeploy.testing.cli import CLI
 
 
 def test_pbtxt_reads_like_the_binary_savedmodel(
@@ -104,21 +103,31 @@ def test_scalar_parse_example_signatures_take_a_batch_of_examples(
 
 
 def test_validate_and_predict_from_the_cli_on_a_pbtxt_model(
-    half_plus_two_pbtxt: Path, tmp_path: Path
+    half_plus_two_pbtxt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from tfdeploy.cli import main
+
     report = validate(half_plus_two_pbtxt, instances=[[1.0], [2.0]])
     assert report.ok, report.to_dict()
     assert [c.status for c in report.checks if c.name == "smoke prediction"] == ["PASS"]
     assert "saved_model.pbtxt" in report.checks[0].reason
     (tmp_path / "instances.json").write_text(json.dumps([1.0, 2.0, 5.0]))
-    cli = CLI(tmp_path)
-    result = cli(
-        "predict", "--model", str(half_plus_two_pbtxt), "--input", "instances.json", "--json"
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"predictions": [2.5, 3.0, 4.5]}
-    shown = cli("predict", "--model", str(half_plus_two_pbtxt), "--input", "instances.json")
-    assert shown.stdout.startswith("Prediction 1:\n  y: 2.5\n")
+    for args in (["--json"], []):
+        main(
+            [
+                "predict",
+                "--model",
+                str(half_plus_two_pbtxt),
+                "--input",
+                str(tmp_path / "instances.json"),
+                *args,
+            ]
+        )
+        out = capsys.readouterr().out
+        if args:
+            assert json.loads(out) == {"predictions": [2.5, 3.0, 4.5]}
+        else:
+            assert out.startswith("Prediction 1:\n  y: 2.5\n")
 
 
 def test_predict_savedmodel_with_a_base_path_of_tf1_versions(half_plus_two_base: Path) -> None:

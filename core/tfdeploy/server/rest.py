@@ -394,7 +394,10 @@ def _request_object(raw: bytes) -> Any:
             "JSON Parse error: The document is empty",
             hint='send a JSON object such as {"instances": [...]}',
         )
-    return wire.loads(raw)
+    try:
+        return wire.loads(raw)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"JSON Parse error: {exc.message}", hint=exc.hint) from exc
 
 
 def _prepare(
