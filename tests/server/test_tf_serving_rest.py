@@ -24,10 +24,14 @@ MODEL = "saved_model_half_plus_two_2_versions"
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, half_plus_two_base: Path, digits_savedmodel: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    half_plus_two_base: Path,
+    digits_savedmodel: Path,
+    scalar_examples_savedmodel: Path,
 ) -> Iterator[ServerHandle]:
     root = tmp_path_factory.mktemp("tfs-rest")
     shutil.copytree(digits_savedmodel, root / "digits" / "1")
+    shutil.copytree(scalar_examples_savedmodel, root / "scalar" / "1")
     config = root / "models.config"
     config.write_text(
         f"""model_config_list {{
@@ -35,6 +39,7 @@ def server(
            model_version_policy {{ specific {{ versions: 123 }} }}
            version_labels {{ key: 'Version_Label' value: 123 }} }}
   config {{ name: 'digits' base_path: '{root / "digits"}' }}
+  config {{ name: 'scalar' base_path: '{root / "scalar"}' }}
 }}"""
     )
     handle = serve_savedmodel(
@@ -192,6 +197,22 @@ def test_regress_and_classify_as_tf_serving(server: ServerHandle) -> None:
         {"signature_name": "regress_x_to_y2", "context": {"x": 2.0}, "examples": [{}, {"x": 4.0}]},
     )
     assert (status, body) == (200, {"results": [4.0, 5.0]})
+
+
+def test_scalar_parse_example_signatures_classify_and_regress_a_batch(server: ServerHandle) -> None:
+    examples = {"examples": [{"x": 2.5}, {"x": 10}]}  # 10 is an int64 feature: refused by x
+    status, body = http("POST", server.url + "/v1/models/scalar:classify", examples)
+    assert status == 400 and "x" in body["error"]
+    examples = {"examples": [{"x": 2.5}, {"x": 10.0}]}
+    status, body = http("POST", server.url + "/v1/models/scalar:classify", examples)
+    assert (status, body) == (
+        200,
+        {"results": [[["low", 0.75], ["high", 0.25]], [["low", 0.0], ["high", 1.0]]]},
+    )
+    status, body = http(
+        "POST", server.url + "/v1/models/scalar:regress", {"signature_name": "regress", **examples}
+    )
+    assert (status, body) == (200, {"results": [5.0, 20.0]})
 
 
 @pytest.mark.parametrize(
