@@ -45,7 +45,15 @@ from tfdeploy.errors import (
     SignatureNotFoundError,
     TfdeployError,
 )
-from tfdeploy.model.signatures import DEFAULT_SIGNATURE, JSON_TYPES, Signature, TensorSpec
+from tfdeploy.model.signatures import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    JSON_TYPES,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    Signature,
+    TensorSpec,
+)
 from tfdeploy.predict.decimals import tf_serving_values
 
 Format = Literal["row", "columnar"]
@@ -293,6 +301,19 @@ def prepare(
             raise
         raise InvalidInputError(exc.message, hint=signature_hint(signature)) from exc
     return PreparedRequest(signature, "columnar", inputs, None)
+
+
+def check_predict_method(signature: Signature) -> None:
+    """TF Serving's ``Predict`` runs predict, classify and regress signatures, nothing else."""
+    methods = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
+    if signature.method_name not in methods:
+        raise TfdeployError(
+            "Expected prediction signature method_name to be one of {"
+            + ", ".join(methods)
+            + f"}}. Was: {signature.method_name}",
+            code="INTERNAL",
+            hint="export the signature with method tensorflow/serving/predict",
+        )
 
 
 def signature_hint(signature: Signature) -> str:

@@ -36,7 +36,6 @@ from tfdeploy.model.signatures import (
     DTYPE_NAMES,
     DTYPE_NUMBERS,
     NUMPY_DTYPES,
-    PREDICT_METHOD,
     REGRESS_METHOD,
     Signature,
     TensorSpec,
@@ -404,13 +403,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
                     code="FAILED_PRECONDITION",
                     hint=f"the model has: {', '.join(sorted(servable.signatures)) or 'none'}",
                 )
-            if sig.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
-                raise TfdeployError(
-                    "Expected prediction signature method_name to be one of "
-                    f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: "
-                    f"{sig.method_name}",
-                    code="INTERNAL",
-                )
+            wire.check_predict_method(sig)
             inputs, size = tensors_to_inputs(request.inputs, sig)
             wanted = _output_filter(request.output_filter, sig)
             try:

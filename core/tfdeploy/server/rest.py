@@ -255,6 +255,8 @@ class RestApp:
             )
         else:
             request = _prepare(raw, servable.signatures, path_signature, dialect)
+        if dialect == "tf_serving":
+            wire.check_predict_method(request.signature)
         future = repo.submit(
             servable,
             request.signature.name,
