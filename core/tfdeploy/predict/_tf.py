@@ -71,7 +71,8 @@ def keras() -> Any:
 
 def load_session(path: Path, tags: Iterable[str]) -> tuple[Any, Any, Any]:
     """Load the SavedModel at ``path`` as TF Serving does; return its graph, its session and
-    the ``MetaGraphDef`` loaded.
+    a ``MetaGraphDef`` holding the loaded one's ``signature_def`` (its graph, held by the
+    session already, is not kept twice).
 
     TensorFlow's v1 loader imports the MetaGraph tagged ``tags`` into a graph of its own,
     restores the variables and runs the init ops in a new session: what TF Serving's C++
@@ -92,7 +93,12 @@ def load_session(path: Path, tags: Iterable[str]) -> tuple[Any, Any, Any]:
             f"TensorFlow cannot load {path}: {text.splitlines()[0] if text else exc!r}",
             hint="check it with `tfdeploy validate`; re-export it if it is damaged",
         ) from exc
-    return graph, session, meta_graph_def
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    slim = meta_graph_pb2.MetaGraphDef()
+    for name, signature in meta_graph_def.signature_def.items():
+        slim.signature_def[name].CopyFrom(signature)
+    return graph, session, slim
 
 
 def session_callable(session: Any, feeds: Sequence[str], fetches: Sequence[str]) -> Any:

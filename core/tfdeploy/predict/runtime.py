@@ -92,8 +92,7 @@ class LoadedModel:
         except (TypeError, ValueError) as exc:
             raise PredictionError(
                 f"the model refused this input: {_first_line(exc)}",
-                hint=f"signature {sig.name!r} takes inputs: "
-                + ", ".join(f"{k} ({s.dtype} {s.shape_text()})" for k, s in sig.inputs.items()),
+                hint=wire.signature_hint(sig),
             ) from exc
         names = _unique_fetches(sig, wanted)
         fetched = dict(zip(names, values, strict=True))

@@ -462,14 +462,7 @@ def _check_names(given: Any, signature: Signature, *, where: str) -> None:
             + ", ".join(map(repr, missing))
             + f" (Missing named input: {missing[0]})"
         )
-    raise InvalidInputError(
-        f"{where}: " + "; ".join(parts),
-        hint=f"signature {signature.name!r} takes inputs: "
-        + ", ".join(
-            f"{n} ({signature.inputs[n].dtype} {signature.inputs[n].shape_text()})"
-            for n in expected
-        ),
-    )
+    raise InvalidInputError(f"{where}: " + "; ".join(parts), hint=signature_hint(signature))
 
 
 def is_b64(value: Any) -> bool:
@@ -766,10 +759,7 @@ def explain_refusal(request: PreparedRequest, error: TfdeployError) -> TfdeployE
     reason = error.message.removeprefix("the model failed on this input: ")
     return InvalidInputError(
         "; ".join(parts) + f" (the model refused it: {reason})",
-        hint=f"signature {request.signature.name!r} takes inputs: "
-        + ", ".join(
-            f"{k} ({s.dtype} {s.shape_text()})" for k, s in request.signature.inputs.items()
-        ),
+        hint=signature_hint(request.signature),
     )
 
 
