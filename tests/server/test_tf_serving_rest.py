@@ -118,6 +118,9 @@ def test_predict_request_errors(server: ServerHandle) -> None:
     assert status == 400 and "JSON Parse error: The document is empty" in body["error"]
     status, body = http("POST", url, raw=b"instances = [1, 2]")
     assert status == 400 and "JSON Parse error" in body["error"]
+    # The body is read before the model is looked up, as in TF Serving.
+    status, body = raw(server, "POST", "/v1/models/nope:predict", b"")
+    assert status == 400 and "The document is empty" in body["error"]
     status, body = http("POST", url, {"instances": ["x", "y"]})
     assert status == 400 and "not of expected type: float" in body["error"]
     status, body = http(

@@ -246,15 +246,15 @@ class RestApp:
         dialect: wire.Dialect = "tf_serving",
     ) -> bytes:
         repo = self.repository
-        servable = repo.resolve(name, version, label)
         offload = len(raw) > OFFLOAD_BYTES
         loop = asyncio.get_running_loop()
+        # As TF Serving: the body is parsed before the servable is looked up.
         if offload:
-            request = await loop.run_in_executor(
-                None, _prepare, raw, servable.signatures, path_signature, dialect
+            servable, request = await loop.run_in_executor(
+                None, _prepare, raw, repo, (name, version, label), path_signature, dialect
             )
         else:
-            request = _prepare(raw, servable.signatures, path_signature, dialect)
+            servable, request = _prepare(raw, repo, (name, version, label), path_signature, dialect)
         if dialect == "tf_serving":
             wire.check_predict_method(request.signature)
         future = repo.submit(
@@ -281,9 +281,9 @@ class RestApp:
     ) -> bytes:
         repo = self.repository
         method: tfexample.Method = "classify" if verb == "classify" else "regress"
-        servable = repo.resolve(name, version, label)
         body = _request_object(raw)
         protos = tfexample.examples_to_protos(body, method)
+        servable = repo.resolve(name, version, label)
         signature = tfexample.examples_signature(
             servable.signatures, body.get("signature_name"), method
         )
@@ -403,9 +403,20 @@ def _request_object(raw: bytes) -> Any:
 
 
 def _prepare(
-    raw: bytes, signatures: Any, path_signature: str | None, dialect: wire.Dialect
-) -> wire.PreparedRequest:
+    raw: bytes,
+    repository: ModelRepository,
+    target: tuple[str | None, int | None, str | None],
+    path_signature: str | None,
+    dialect: wire.Dialect,
+) -> tuple[Servable, wire.PreparedRequest]:
     body = _request_object(raw)
+    servable = repository.resolve(*target)
+    return servable, _prepare_body(body, servable.signatures, path_signature, dialect)
+
+
+def _prepare_body(
+    body: Any, signatures: Any, path_signature: str | None, dialect: wire.Dialect
+) -> wire.PreparedRequest:
     if dialect == "r":
         name = body.get("signature_name", path_signature) if isinstance(body, dict) else None
         if isinstance(name, str) and name not in signatures:
