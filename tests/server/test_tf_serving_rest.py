@@ -261,7 +261,22 @@ def test_scalar_parse_example_signatures_classify_and_regress_a_batch(server: Se
         (
             ":regress",
             {"signature_name": "regress_x_to_y", "examples": [{"x": [1.0, "a"]}]},
-            "Unexpected element type in feature: x",
+            "Unexpected element type in feature: x expecting type: float",
+        ),
+        (
+            ":regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"names": [10, 10.0]}]},
+            "feature: names expecting type: int64",
+        ),
+        (
+            ":regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 1.7976931348623157e308}]},
+            "loss of precision",
+        ),
+        (
+            ":regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": [[10], 20]}]},
+            "x has element with unexpected JSON type: Array",
         ),
         (
             ":regress",

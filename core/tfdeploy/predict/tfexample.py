@@ -56,10 +56,11 @@ def examples_to_protos(body: Any, method: Method = "classify") -> list[bytes]:
     """Turn a ``:classify``/``:regress`` body into serialized ``tf.Example`` protos.
 
     ``{"examples": [{feature: value}], "context"?: {feature: value}}``: a value is a number,
-    a boolean (an int64 0 or 1), a string, ``{"b64": ...}`` or a list of one kind; whole JSON
-    numbers become an ``int64_list``, others a ``float_list``, strings and b64 a
-    ``bytes_list``. The context's serialization is put before each example's, as TF Serving
-    does, so its features apply unless the example has its own.
+    a boolean (an int64 0 or 1), a string, ``{"b64": ...}`` or a list of one kind; JSON
+    integers (and booleans) become an ``int64_list``, other numbers a ``float_list``, strings
+    and b64 a ``bytes_list``; as in TF Serving, ``[10, 10.0]`` mixes two kinds and is refused.
+    The context's serialization is put before each example's, as TF Serving does, so its
+    features apply unless the example has its own.
     """
     if not isinstance(body, Mapping):
         raise InvalidInputError(f"the request must be a JSON object, not {json_kind(body)}")
@@ -104,25 +105,34 @@ def _example(value: Any, where: str) -> bytes:
     return length_delimited(1, entries)
 
 
+def _kind(value: Any, name: str, where: str) -> str:
+    """A feature value's list kind, as TF Serving decides it: ``bytes`` for a string or b64,
+    ``int64`` for a JSON integer or a boolean, ``float`` for any other number."""
+    if isinstance(value, (str, bytes)) or is_b64(value):
+        return "bytes"
+    if isinstance(value, bool) or (isinstance(value, int) and not isinstance(value, bool)):
+        return "int64"
+    if isinstance(value, float):
+        return "float"
+    raise InvalidInputError(
+        f"{where}: Feature: {name} has element with unexpected JSON type: {_kind_name(value)}",
+        hint='a feature is a number, a string, {"b64": ...} or a list of one kind',
+    )
+
+
 def _feature(value: Any, name: str, where: str) -> bytes:
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if not values:
         return b""  # a feature with no values and no kind, as TF Serving makes it
-    kinds = set()
-    for v in values:
-        if v is None or isinstance(v, (list, tuple)) or (isinstance(v, Mapping) and not is_b64(v)):
+    kind = _kind(values[0], name, where)
+    for v in values[1:]:
+        if _kind(v, name, where) != kind:
             raise InvalidInputError(
-                f"{where}: Feature: {name} has element with unexpected JSON type: {_kind_name(v)}",
-                hint='a feature is a number, a string, {"b64": ...} or a list of one kind',
+                f"{where}: Unexpected element type in feature: {name} expecting type: {kind}",
+                hint="a feature's values are all strings, all whole numbers or all fractions "
+                "(write 10.0 for a float)",
             )
-        kinds.add("bytes" if isinstance(v, (str, bytes, Mapping)) else "number")
-    if len(kinds) > 1:
-        first = "bytes" if isinstance(values[0], (str, bytes, Mapping)) else "float"
-        raise InvalidInputError(
-            f"{where}: Unexpected element type in feature: {name} expecting type: {first}",
-            hint="a feature's values are all strings or all numbers",
-        )
-    if kinds == {"bytes"}:
+    if kind == "bytes":
         items = []
         for v in values:
             if isinstance(v, str):
@@ -137,7 +147,7 @@ def _feature(value: Any, name: str, where: str) -> bytes:
                         f"{where}: feature {name!r} has invalid base64 (Unable to base64 decode)"
                     ) from exc
         return length_delimited(1, b"".join(length_delimited(1, b) for b in items))  # bytes_list
-    if all(isinstance(v, int) for v in values):
+    if kind == "int64":
         for v in values:
             if v >= _SIGNED_64:
                 raise InvalidInputError(
