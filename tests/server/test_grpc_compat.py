@@ -339,3 +339,29 @@ def test_model_status_and_metadata_requests_as_tf_serving(stubs: tuple[Any, Any]
     signatures = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signatures)
     assert sorted(signatures.signature_def) == ["__saved_model_init_op", "serving_default"]
+
+
+def test_predict_a_scalar_and_through_regress_and_classify_signatures(
+    stubs: tuple[Any, Any],
+) -> None:
+    predictions, _ = stubs
+    # predict_impl_test's PredictionSuccess: a scalar x (no shape at all) answers a scalar y.
+    request = predict_request([2.0], [])
+    response = predictions.Predict(request, timeout=30)
+    y = response.outputs["y"]
+    assert list(y.float_val) == [3.0] and len(y.tensor_shape.dim) == 0
+    # Predict runs regress and classify signatures too, fed their float input directly.
+    for signature, output in (("regress_x2_to_y3", "outputs"), ("classify_x2_to_y3", "scores")):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL
+        request.model_spec.signature_name = signature
+        request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(2.0))
+        response = predictions.Predict(request, timeout=30)
+        assert list(response.outputs[output].float_val) == [4.0]
+        assert response.model_spec.signature_name == signature
+    empty = predict_pb2.PredictRequest()
+    assert fails(predictions.Predict, empty).code() == grpc.StatusCode.INVALID_ARGUMENT
+    empty.model_spec.name = MODEL
+    err = fails(predictions.Predict, empty)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input size does not match signature: 0!=1" in err.details()
