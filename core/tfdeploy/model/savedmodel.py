@@ -158,10 +158,7 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
             f"cannot read {pb}: {exc.strerror}",
             hint="check the file's permissions, or copy the SavedModel again",
         ) from exc
-    if pb.name == SAVED_MODEL_PBTXT:
-        meta_graphs = parse_saved_model_text(data, source=pb)
-    else:
-        meta_graphs = parse_saved_model(data, source=pb)
+    meta_graphs = parse_saved_model(data, source=pb, text=pb.name == SAVED_MODEL_PBTXT)
     files = model_files(model_dir)
     return ModelInfo(
         path=str(model_dir),
@@ -172,11 +169,18 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
     )
 
 
-def parse_saved_model(data: bytes, *, source: Path | str = SAVED_MODEL_PB) -> tuple[MetaGraph, ...]:
-    """Parse the bytes of ``saved_model.pb`` into its MetaGraphs."""
+def parse_saved_model(
+    data: bytes, *, source: Path | str = SAVED_MODEL_PB, text: bool = False
+) -> tuple[MetaGraph, ...]:
+    """Parse the bytes of ``saved_model.pb`` into its MetaGraphs; with ``text``, those of
+    ``saved_model.pbtxt`` (whose graph is skipped unread)."""
     try:
-        metas = tuple(_meta_graph(as_message(v)) for n, _, v in fields(data) if n == 2)
-    except (InvalidModelError, IndexError, ValueError) as exc:
+        if text:
+            root = textproto.parse(data.decode("utf-8"), skip=_TEXT_SKIP)
+            metas = tuple(_text_meta_graph(m) for m in root.messages("meta_graphs"))
+        else:
+            metas = tuple(_meta_graph(as_message(v)) for n, _, v in fields(data) if n == 2)
+    except (InvalidModelError, IndexError, ValueError, KeyError) as exc:
         raise InvalidModelError(
             f"{source} is not a valid SavedModel ({exc})",
             hint="the file is corrupt or not a SavedModel; export the model again",
@@ -277,26 +281,6 @@ def _spec(key: str, tensor_name: str, dtype: str, shape: dict[str, object] | Non
         None if shape["unknown_rank"] else sizes,
         dim_names=names if any(names) else (),
     )
-
-
-def parse_saved_model_text(
-    data: bytes, *, source: Path | str = SAVED_MODEL_PBTXT
-) -> tuple[MetaGraph, ...]:
-    """Parse the text of ``saved_model.pbtxt`` into its MetaGraphs (the graph is skipped)."""
-    try:
-        root = textproto.parse(data.decode("utf-8"), skip=_TEXT_SKIP)
-        metas = tuple(_text_meta_graph(m) for m in root.messages("meta_graphs"))
-    except (InvalidModelError, UnicodeDecodeError, ValueError, KeyError) as exc:
-        raise InvalidModelError(
-            f"{source} is not a valid SavedModel ({exc})",
-            hint="the file is corrupt or not a SavedModel; export the model again",
-        ) from exc
-    if not metas:
-        raise InvalidModelError(
-            f"{source} is not a valid SavedModel (it holds no MetaGraph)",
-            hint="the file is corrupt or not a SavedModel; export the model again",
-        )
-    return metas
 
 
 def _text_meta_graph(meta: textproto.Message) -> MetaGraph:
