@@ -14,7 +14,12 @@ from tfdeploy.errors import ModelNotFoundError, TfdeployError
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE
 from tfdeploy.predict import http, wire
 from tfdeploy.predict.predictions import Predictions
-from tfdeploy.predict.remote import predict_in_batches, predict_url_for, url_sender
+from tfdeploy.predict.remote import (
+    predict_in_batches,
+    predict_url_for,
+    url_output_names,
+    url_sender,
+)
 
 
 def predict_savedmodel(
@@ -49,7 +54,13 @@ def predict_savedmodel(
         body = wire.as_request(instances, signature_name)
         endpoint = predict_url_for(model, signature_name)
         send = url_sender(endpoint, timeout=timeout)
-        return predict_in_batches(send, body, batch_size=batch_size, where=endpoint)
+        return predict_in_batches(
+            send,
+            body,
+            batch_size=batch_size,
+            where=endpoint,
+            output_names=url_output_names(endpoint, signature_name, timeout=timeout),
+        )
     if isinstance(model, str) and not os.path.exists(model):
         from tfdeploy.deployment import operations, project
 
@@ -71,8 +82,10 @@ def predict_savedmodel(
         return loaded.predict_instances(
             instances, signature_name=signature_name, batch_size=batch_size
         )
+    kind = type(model).__name__
     raise TfdeployError(
-        f"cannot predict with a {type(model).__name__}",
-        hint="pass a model from load_savedmodel(), a SavedModel path, an http(s):// URL "
-        "or a deploy.yaml target name",
+        f"predict_savedmodel cannot predict with {'an' if kind[:1] in 'aeiouAEIOU' else 'a'} "
+        f"{kind}: it takes a model from load_savedmodel(), a SavedModel path, an http(s):// URL "
+        "or the name of a target in ./deploy.yaml",
+        hint="load the model first: model = load_savedmodel('path/to/savedmodel')",
     )

@@ -3,8 +3,10 @@
 Every error carries a one-line message saying what is wrong and, where there is one, a
 ``hint`` saying what to do about it. Each error has a canonical status ``code`` (the names
 gRPC and TensorFlow Serving use) and says whether it is ``retryable``; both are set when the
-error is made, never changed afterwards. ``str(err)`` and :meth:`TfdeployError.describe`
-mask registered secrets (:mod:`tfdeploy.secrets`) as they print; the message itself is kept.
+error is made, never changed afterwards. ``str(err)`` (what an uncaught error shows in a
+traceback) and :meth:`TfdeployError.describe` both give the message followed by the hint, and
+mask registered secrets (:mod:`tfdeploy.secrets`) as they print; ``err.message`` is kept as
+given.
 
 Hierarchy::
 
@@ -98,8 +100,10 @@ class TfdeployError(Exception):
     """Base class of every error tfdeploy raises on purpose.
 
     ``code`` and ``retryable`` default to the class's and can be given when the error is made
-    (an error translated from a remote status carries that status's). ``str(err)`` is the
-    message alone, secrets masked; :attr:`hint` says what to do, if anything.
+    (an error translated from a remote status carries that status's). ``str(err)`` is what
+    :meth:`describe` gives, the message and what to do about it, secrets masked, so a Python
+    user who does not catch the error sees the hint too; :attr:`message` and :attr:`hint` are
+    the two parts.
     """
 
     code: str = "INTERNAL"
@@ -122,7 +126,7 @@ class TfdeployError(Exception):
             self.retryable = retryable
 
     def __str__(self) -> str:
-        return redact(self.message)
+        return self.describe()
 
     @property
     def http_status(self) -> int:

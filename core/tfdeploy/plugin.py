@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from tfdeploy.model.bundle import Bundle, Manifest, write_archive
     from tfdeploy.model.savedmodel import (
         SAVED_MODEL_PB,
+        SAVED_MODEL_PBTXT,
         content_digest,
         model_files,
         read_model_info,
@@ -131,7 +132,7 @@ _EXPORTS = {
     ),
     **dict.fromkeys(["Bundle", "Manifest", "write_archive"], "tfdeploy.model.bundle"),
     **dict.fromkeys(
-        ["SAVED_MODEL_PB", "content_digest", "model_files", "read_model_info"],
+        ["SAVED_MODEL_PB", "SAVED_MODEL_PBTXT", "content_digest", "model_files", "read_model_info"],
         "tfdeploy.model.savedmodel",
     ),
     **dict.fromkeys(
@@ -161,6 +162,7 @@ __all__ = [
     "DTYPE_NUMBERS",
     "NUMPY_DTYPES",
     "SAVED_MODEL_PB",
+    "SAVED_MODEL_PBTXT",
     "Action",
     "Bundle",
     "Check",

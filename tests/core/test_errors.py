@@ -142,3 +142,19 @@ def test_the_cli_masks_secrets_in_errors_and_debug_tracebacks(
     assert "Traceback" in result.stderr and "answered 400" in result.stderr
     assert secret not in result.stdout + result.stderr
     assert "/***/v1/models/m:predict" in result.stderr
+
+
+def test_an_uncaught_error_shows_what_to_do_not_only_what_is_wrong(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    err = TfdeployError("the thing is broken", hint="fix the thing")
+    assert str(err) == err.describe() == "the thing is broken — fix the thing"
+    assert (err.message, err.hint) == ("the thing is broken", "fix the thing")
+    code = f"from tfdeploy import read_model_info\nread_model_info({str(tmp_path / 'nope')!r})"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tfdeploy.errors.ModelNotFoundError: no such file or directory")
+    assert "give the path of a SavedModel directory" in last

@@ -84,7 +84,13 @@ def test_overwrite_false_refuses_an_existing_model(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "saved_model.pb").is_file()
 
 
-def test_other_objects_are_refused(tmp_path: Path) -> None:
+def test_other_objects_are_refused_with_a_sentence_naming_what_it_takes(tmp_path: Path) -> None:
     thing: Any = object()
-    with pytest.raises(TfdeployError, match="cannot export a object"):
+    with pytest.raises(TfdeployError) as err:
         export_savedmodel(thing, tmp_path / "m")
+    # What an uncaught error prints in a traceback: the problem, what it takes, what to do.
+    shown = str(err.value)
+    assert shown.startswith("export_savedmodel cannot export an object: it takes a Keras 3 model")
+    assert "tf.Module with tf.function signatures" in shown
+    assert "pass the Keras model itself" in shown
+    assert not (tmp_path / "m").exists()

@@ -70,7 +70,7 @@ def test_columnar_request_and_signature_errors(
         predict_savedmodel(digits_instances, digits_model, signature_name="nope")
     with pytest.raises(InvalidInputError, match="empty"):
         predict_savedmodel([], digits_model)
-    with pytest.raises(TfdeployError, match="cannot predict with a int"):
+    with pytest.raises(TfdeployError, match="cannot predict with an int: it takes a model from"):
         predict_savedmodel(digits_instances, 42)
 
 
@@ -129,6 +129,8 @@ def test_from_a_tf_serving_url_in_batches(
     assert np.allclose(
         preds.to_numpy(), predict_savedmodel(digits_instances, digits_model).to_numpy()
     )
+    # This server has no /metadata: the output's name is unknown, and nothing fails.
+    assert preds.output_names is None and str(preds).startswith("Prediction 1:\n  [")
 
 
 def test_from_an_r_tfdeploy_url(rest_server: _Server, digits_instances: list) -> None:

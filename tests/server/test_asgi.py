@@ -49,6 +49,8 @@ def test_create_app_serves_without_tfdeploys_own_server(digits_savedmodel: Path)
         (bad_status, bad), (status, predicted), (_, models) = asyncio.run(scenario())
     finally:
         app.repository.close()
-    assert bad_status == 400 and "64" in bad["error"]
-    assert status == 200 and len(predicted["predictions"][0]) == 10
+    # The model refuses one value per instance; the answer names what the input expects.
+    assert bad_status == 400 and "'image' expects DT_FLOAT values of shape [64]" in bad["error"]
+    # The R route answers in the R package's format: every output keyed by its name.
+    assert status == 200 and len(predicted["predictions"][0]["prediction"]) == 10
     assert models["model_version_status"][0]["state"] == "AVAILABLE"

@@ -195,7 +195,8 @@ def test_reload_config_applies_the_whole_config(
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "broken" in err.value.details()
     status, body = http("GET", server.url + "/v1/models/digits/labels/broken")
-    assert status == 404  # the refused label was not applied
+    assert status == 400  # the refused label was not applied: it is unknown, as in TF Serving
+    assert body["error"].startswith("Unrecognized servable version label: broken")
     status, body = http("GET", server.url + "/v1/models/digits/labels/stable")
     assert body["model_version_status"][0]["version"] == "2"
 

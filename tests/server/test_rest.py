@@ -64,14 +64,17 @@ model_config_list {
     handle.stop()
 
 
-def test_r_route_predicts_like_the_loaded_model(
+def test_r_route_predicts_like_the_loaded_model_in_the_r_packages_format(
     server: ServerHandle, digits_model: LoadedModel, digits_instances: list[Any]
 ) -> None:
     expected = digits_model.predict({"instances": digits_instances})
     for path in ("/serving_default/predict", "/serving_default/predict/"):
         status, body = http("POST", server.url + path, {"instances": digits_instances})
         assert status == 200
-        assert np.allclose(body["predictions"], expected["predictions"], atol=1e-6)
+        # Every output keyed by its name, one object per instance, also for one output.
+        assert [set(p) for p in body["predictions"]] == [{"prediction"}] * 5
+        got = [p["prediction"] for p in body["predictions"]]
+        assert np.allclose(got, expected["predictions"], atol=1e-6)
 
 
 def test_signature_name_in_body_wins_over_path(server: ServerHandle) -> None:
@@ -82,7 +85,12 @@ def test_signature_name_in_body_wins_over_path(server: ServerHandle) -> None:
     )
     assert status == 200 and len(body["predictions"]) == 1
     status, body = http("POST", server.url + "/nonexistent/predict", {"instances": [[0.0] * 64]})
-    assert status == 400 and "nonexistent" in body["error"]
+    # As in the R package: an unknown signature on its route is a 404 listing the signatures.
+    assert status == 404
+    assert body["error"].startswith(
+        "Signature 'nonexistent' not available in model signatures. Available signatures: "
+        "serving_default."
+    )
 
 
 def test_tf_serving_status_versions_and_labels(server: ServerHandle) -> None:
@@ -141,11 +149,11 @@ def test_versions_and_labels_route_predictions(server: ServerHandle) -> None:
     status, body = http("POST", server.url + "/v1/models/digits/versions/7:predict", one)
     assert status == 404 and body["error"] == "Servable not found for request: Specific(digits, 7)"
     status, body = http("POST", server.url + "/v1/models/digits/labels/nope:predict", one)
-    assert status == 404
+    assert status == 400 and body["error"].startswith("Unrecognized servable version label: nope")
     status, body = http(
         "POST", server.url + "/v1/models/digits/versions/1/labels/stable:predict", one
     )
-    assert status == 400
+    assert status == 400 and body["error"].startswith("Malformed request")
 
 
 def test_binary_inputs_and_bytes_outputs(server: ServerHandle) -> None:
@@ -219,7 +227,7 @@ def test_unknown_routes_and_methods_answer_json(server: ServerHandle) -> None:
     status, body = http("GET", server.url + "/serving_default/predict")
     assert status == 405 and "POST" in body["error"]
     status, body = http("POST", server.url + "/v1/models/digits:explode", {})
-    assert status == 404 and "error" in body
+    assert status == 400 and body["error"] == "Malformed request: POST /v1/models/digits:explode"
 
 
 def test_concurrent_requests_share_model_calls_and_a_bad_one_fails_alone(
@@ -299,9 +307,9 @@ def test_queue_bound_answers_503(spin_savedmodel: Path) -> None:
         assert status == 503 and "busy" in body["error"]
         busy.join()
         queued.join()
-        assert answers["busy"] == (200, {"predictions": [1_000_000]})
-        assert answers["queued"] == (200, {"predictions": [1]})
-        assert http("POST", url, {"instances": [2]}) == (200, {"predictions": [2]})
+        assert answers["busy"] == (200, {"predictions": [{"done": 1_000_000}]})
+        assert answers["queued"] == (200, {"predictions": [{"done": 1}]})
+        assert http("POST", url, {"instances": [2]}) == (200, {"predictions": [{"done": 2}]})
     finally:
         handle.stop()
 

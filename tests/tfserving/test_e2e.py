@@ -332,6 +332,8 @@ def test_predict_through_a_deploy_yaml_target_from_python_and_the_cli(
         got = predict_savedmodel(digits_instances, target, batch_size=2)
         assert len(got) == 5
         np.testing.assert_allclose(np.asarray(got.to_numpy()), want, atol=1e-5)
+        # The output's name comes from the project's model: printed as a local prediction.
+        assert str(got).startswith("Prediction 1:\n  prediction: [")
     cli = CLI(served.root)
     result = cli("predict", "--target", "grpc", "--input", "instances.json", "--json")
     assert result.returncode == 0, result.stderr

@@ -100,3 +100,21 @@ def test_the_model_config_file_can_live_in_the_bucket(bucket: Any, digits_bundle
     assert 'base_path: "gs://models/serving/gcslabels"' in text
     assert 'key: "canary"' in text and "value: 1" in text
     assert target.status().versions[0].labels == ("canary",)
+
+
+def test_a_pbtxt_savedmodel_deploys_and_redeploys_to_gcs(
+    bucket: Any, half_plus_two_pbtxt: Any, tmp_path: Any
+) -> None:
+    from tfdeploy_tfserving.storage import files_to_copy
+
+    from tfdeploy.model.bundle import package
+
+    # saved_model.pbtxt marks a whole version as saved_model.pb does: copied last.
+    assert files_to_copy(half_plus_two_pbtxt)[-1].name == "saved_model.pbtxt"
+    bundle = package(half_plus_two_pbtxt, name="hp2", output_dir=tmp_path)
+    target = gcs_target("gcspbtxt")
+    assert target.deploy(bundle).status.version == "1"
+    assert "serving/gcspbtxt/1/saved_model.pbtxt" in names(bucket, "serving/gcspbtxt/")
+    # A second deploy does not take version 1 for a partial upload and remove it.
+    assert not target.deploy(bundle).changed
+    assert target.status().digest == bundle.manifest.digest

@@ -260,7 +260,26 @@ def predict_instances(
         def send(chunk: dict[str, Any]) -> Mapping[str, Any]:
             return with_retries(lambda: t.predict(chunk), timeout=timeout)
 
-        return predict_in_batches(send, body, batch_size=batch_size, where=f"target {target!r}")
+        return predict_in_batches(
+            send,
+            body,
+            batch_size=batch_size,
+            where=f"target {target!r}",
+            output_names=lambda: _local_output_names(project, body.get("signature_name")),
+        )
+
+
+def _local_output_names(project: Project, signature: str | None) -> list[str] | None:
+    """The output names of the project's model, read without TensorFlow (``None``: unknown)."""
+    from tfdeploy.model.savedmodel import read_model_info
+
+    if project.model_path is None:
+        return None
+    try:
+        sig = read_model_info(project.model_path).signatures.get(signature or project.signature)
+    except TfdeployError:
+        return None
+    return list(sig.outputs) if sig is not None else None
 
 
 def verify(

@@ -75,7 +75,10 @@ class Manifest:
         try:
             return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
         except TypeError as exc:
-            raise BundleError(f"the bundle manifest is incomplete: {exc}") from exc
+            raise BundleError(
+                f"the bundle manifest is incomplete: {exc}",
+                hint="build the bundle again with `tfdeploy package`",
+            ) from exc
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest as a JSON object."""

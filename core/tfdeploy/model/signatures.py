@@ -39,11 +39,15 @@ DTYPES: tuple[tuple[int, str, str | None], ...] = (
     (23, "DT_UINT64", "uint64"),
 )
 
-#: DataType number -> name (``1`` -> ``"DT_FLOAT"``).
-DTYPE_NAMES: dict[int, str] = {number: name for number, name, _ in DTYPES}
+#: DataType number -> name (``1`` -> ``"DT_FLOAT"``); the reference dtypes of TensorFlow 1.x
+#: graphs are the number plus 100 (``101`` -> ``"DT_FLOAT_REF"``).
+DTYPE_NAMES: dict[int, str] = {
+    **{number: name for number, name, _ in DTYPES},
+    **{number + 100: f"{name}_REF" for number, name, _ in DTYPES if number},
+}
 
 #: DataType name -> number (``"DT_FLOAT"`` -> ``1``).
-DTYPE_NUMBERS: dict[str, int] = {name: number for number, name, _ in DTYPES}
+DTYPE_NUMBERS: dict[str, int] = {name: number for number, name in DTYPE_NAMES.items()}
 
 #: numpy dtype names for the TensorFlow dtypes that can travel as JSON or in a TensorProto.
 NUMPY_DTYPES: dict[str, str] = {name: np for _, name, np in DTYPES if np is not None}
@@ -73,6 +77,8 @@ JSON_TYPES: dict[str, str] = {
 }
 
 PREDICT_METHOD = "tensorflow/serving/predict"
+#: TensorFlow's internal signature for the init op: listed by TF Serving's metadata, not served.
+INIT_OP_SIGNATURE = "__saved_model_init_op"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 DEFAULT_SIGNATURE = "serving_default"
@@ -84,12 +90,16 @@ class TensorSpec:
     """One input or output of a signature.
 
     ``shape`` is ``None`` when the rank is unknown; an unknown dimension is ``None``.
+    ``dim_names`` holds the dimensions' names when any has one, and ``has_shape`` says whether
+    the signature records a shape at all (both only matter to TF Serving's metadata).
     """
 
     key: str
     tensor_name: str
     dtype: str
     shape: tuple[int | None, ...] | None
+    dim_names: tuple[str, ...] = ()
+    has_shape: bool = True
 
     @property
     def json_representable(self) -> bool:
@@ -126,22 +136,34 @@ class TensorSpec:
 
     def to_tf_serving(self) -> dict[str, Any]:
         """The TensorInfo JSON that TF Serving's ``/metadata`` answers with."""
-        if self.shape is None:
-            shape: dict[str, Any] = {"dim": [], "unknown_rank": True}
-        else:
-            dims = [{"size": str(-1 if d is None else d), "name": ""} for d in self.shape]
-            shape = {"dim": dims, "unknown_rank": False}
-        return {"dtype": self.dtype, "tensor_shape": shape, "name": self.tensor_name}
+        info: dict[str, Any] = {"dtype": self.dtype}
+        if self.has_shape:
+            if self.shape is None:
+                info["tensor_shape"] = {"dim": [], "unknown_rank": True}
+            else:
+                names = self.dim_names or ("",) * len(self.shape)
+                dims = [
+                    {"size": str(-1 if d is None else d), "name": n}
+                    for d, n in zip(self.shape, names, strict=True)
+                ]
+                info["tensor_shape"] = {"dim": dims, "unknown_rank": False}
+        info["name"] = self.tensor_name
+        return info
 
 
 @dataclass(frozen=True)
 class Signature:
-    """A named signature: its inputs and outputs keyed by name, and its method."""
+    """A named signature: its inputs and outputs keyed by name, and its method.
+
+    ``defaults`` holds the default values some inputs have (TensorFlow 2.15+), as the JSON
+    TF Serving's metadata shows them.
+    """
 
     name: str
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
     method_name: str = PREDICT_METHOD
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -158,16 +180,22 @@ class Signature:
             "inputs": {k: t.to_tf_serving() for k, t in self.inputs.items()},
             "outputs": {k: t.to_tf_serving() for k, t in self.outputs.items()},
             "method_name": self.method_name,
+            "defaults": dict(self.defaults),
         }
 
 
 @dataclass(frozen=True)
 class MetaGraph:
-    """One MetaGraphDef of a SavedModel: its tags and signatures."""
+    """One MetaGraphDef of a SavedModel: its tags and signatures.
+
+    ``signatures`` are the ones a server serves; ``signature_defs`` all that the MetaGraph
+    holds, TensorFlow's internal init-op signature included (TF Serving's metadata lists it).
+    """
 
     tags: tuple[str, ...]
     signatures: Mapping[str, Signature]
     tensorflow_version: str = ""
+    signature_defs: Mapping[str, Signature] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +221,14 @@ class ModelInfo:
         """The serving signatures (empty when there is no ``serve`` tag)."""
         serving = self.serving
         return serving.signatures if serving else {}
+
+    @property
+    def signature_defs(self) -> Mapping[str, Signature]:
+        """Every signature of the serving MetaGraph, the internal init-op one included."""
+        serving = self.serving
+        if serving is None:
+            return {}
+        return serving.signature_defs or serving.signatures
 
     @property
     def tensorflow_version(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +31,18 @@ def export_savedmodel(
 
     ``model`` is a Keras 3 model (functional or sequential) or a ``tf.Module`` with
     ``tf.function`` signatures. For Keras models the ``serving_default`` signature's input and
-    output keys are the model's input and output layer names. For a ``tf.Module``,
-    ``signatures`` maps signature names to ``tf.function``s; without it, a module attribute
-    named ``serving_default``, or its only ``tf.function`` with an input signature, is used.
+    output keys are the model's input and output layer names; the model is written through
+    Keras's ``ExportArchive``, whose graph TF Serving can run (``tf.saved_model.save`` of a
+    module holding a Keras 3 model writes a graph that reads variables its checkpoint does not
+    restore). For a ``tf.Module``, ``signatures`` maps signature names to ``tf.function``s;
+    without it, a module attribute named ``serving_default``, or its only ``tf.function`` with
+    an input signature, is used.
 
     With ``versioned=True`` the model goes into the next integer subdirectory of
     ``export_dir`` (``1`` for an empty one), the layout TF Serving reads. With
     ``overwrite=False`` an existing non-empty destination is an error.
     """
-    tf = _tf.tensorflow()
+    _tf.tensorflow()
     base = Path(export_dir).expanduser()
     if versioned:
         existing = version_dirs(base)
@@ -52,10 +55,10 @@ def export_savedmodel(
             hint="pass overwrite=True (or --overwrite) to replace it, or choose another path",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    module, sigs = _serving_module(model, signatures)
+    write = _writer(model, signatures)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        tf.saved_model.save(module, str(staging / "model"), signatures=sigs)
+        write(staging / "model")
         _publish(staging / "model", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -80,17 +83,26 @@ def _publish(source: Path, target: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def _serving_module(model: Any, signatures: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+def _writer(model: Any, signatures: Mapping[str, Any] | None) -> Callable[[Path], None]:
+    """What writes ``model`` as a SavedModel into a directory."""
     tf = _tf.tensorflow()
     keras = _tf.keras()
     if isinstance(model, keras.Model):
-        return _keras_module(model, signatures)
+        return _keras_writer(model, signatures)
     if isinstance(model, tf.Module):
-        return model, _module_signatures(model, signatures)
+        sigs = _module_signatures(model, signatures)
+        return lambda path: tf.saved_model.save(model, str(path), signatures=sigs)
     raise TfdeployError(
-        f"cannot export a {type(model).__name__}",
-        hint="export_savedmodel takes a Keras 3 model or a tf.Module with tf.function signatures",
+        f"export_savedmodel cannot export {_a(type(model).__name__)}: it takes a Keras 3 model "
+        "(keras.Model, functional or sequential) or a tf.Module with tf.function signatures",
+        hint="pass the Keras model itself, or wrap the computation in a tf.Module whose "
+        "tf.function has an input_signature",
     )
+
+
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article: "an object", "a list"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _module_signatures(module: Any, signatures: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -121,7 +133,7 @@ def _layer_name(tensor: Any) -> str:
     return str(history[0].name) if history else str(tensor.name)
 
 
-def _keras_module(model: Any, signatures: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+def _keras_writer(model: Any, signatures: Mapping[str, Any] | None) -> Callable[[Path], None]:
     tf = _tf.tensorflow()
     keras = _tf.keras()
     try:
@@ -157,10 +169,15 @@ def _keras_module(model: Any, signatures: Mapping[str, Any] | None) -> tuple[Any
         outputs = keras.tree.flatten(model(args, training=False))
         return dict(zip(output_names, outputs, strict=True))
 
-    serve = tf.function(call, input_signature=[specs], autograph=False)
-    module = tf.Module()
-    module.model = model
-    module.serve = serve
-    sigs = {DEFAULT_SIGNATURE: serve.get_concrete_function()}
-    sigs.update(signatures or {})
-    return module, sigs
+    extra = dict(signatures or {})
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if DEFAULT_SIGNATURE not in extra:
+        archive.add_endpoint(DEFAULT_SIGNATURE, call, input_signature=[specs])
+    for name, fn in extra.items():
+        archive.add_endpoint(name, fn)
+
+    def write(path: Path) -> None:
+        archive.write_out(str(path), verbose=False)
+
+    return write

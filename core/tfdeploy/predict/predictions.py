@@ -34,10 +34,22 @@ class Predictions(Sequence[Any]):
         self.output_names: list[str] | None = list(output_names) if output_names else None
 
     @classmethod
-    def from_answer(cls, body: Mapping[str, Any]) -> Predictions:
-        """Build from a contract answer ``{"predictions": [...]}``."""
-        rows = body["predictions"]
-        names = sorted(rows[0]) if rows and isinstance(rows[0], Mapping) else None
+    def from_answer(
+        cls, body: Mapping[str, Any], output_names: Sequence[str] | None = None
+    ) -> Predictions:
+        """Build from an answer ``{"predictions": [...]}``, in TF Serving's format or the R
+        package's (every output keyed by name, also a single one, which is unwrapped here so
+        that the predictions are the same whatever answered them).
+
+        ``output_names`` are the signature's, when the caller knows them: a TF Serving answer
+        for one output carries no name.
+        """
+        rows = list(body["predictions"])
+        keys = _shared_keys(rows)
+        if keys is not None and len(keys) == 1 and (output_names is None or len(output_names) <= 1):
+            (only,) = keys
+            return cls(rows=[r[only] for r in rows], output_names=[only])
+        names = sorted(keys) if keys is not None else output_names
         return cls(rows=rows, output_names=names)
 
     @property
@@ -70,7 +82,7 @@ class Predictions(Sequence[Any]):
         """The predictions as one array (one output) or a dict of arrays keyed by output name."""
         if self._arrays is not None:
             arrays = self._arrays
-        elif self.output_names:
+        elif self.output_names and all(isinstance(r, Mapping) for r in self.rows):
             arrays = {n: np.asarray([r[n] for r in self.rows]) for n in self.output_names}
         else:
             return np.asarray(self.rows)
@@ -97,6 +109,13 @@ class Predictions(Sequence[Any]):
         if limit is not None and len(self) > limit:
             lines.append(f"... and {len(self) - limit} more predictions")
         return "\n".join(lines).rstrip("\n")
+
+
+def _shared_keys(rows: Sequence[Any]) -> list[str] | None:
+    """The keys every row has, when every row is an object keyed by output name."""
+    if not rows or not all(isinstance(r, Mapping) and not wire.is_b64(r) for r in rows):
+        return None
+    return list(rows[0])
 
 
 def _short(value: Any, limit: int = 12) -> str:

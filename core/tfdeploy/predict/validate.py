@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tfdeploy.errors import ModelNotFoundError, TfdeployError
-from tfdeploy.model.savedmodel import SAVED_MODEL_PB, read_model_info, resolve_model_dir
+from tfdeploy.model.savedmodel import read_model_info, resolve_model_dir, saved_model_file
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE, ModelInfo
 
 #: How a check came out.
@@ -75,7 +75,7 @@ def validate(
         add(Check("saved_model.pb present", "FAIL", exc.message, exc.hint))
         return report
     report.path = str(model_dir)
-    add(Check("saved_model.pb present", "PASS", f"found {model_dir / SAVED_MODEL_PB}"))
+    add(Check("saved_model.pb present", "PASS", f"found {saved_model_file(model_dir)}"))
     try:
         info = read_model_info(model_dir)
     except TfdeployError as exc:

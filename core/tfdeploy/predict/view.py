@@ -25,15 +25,22 @@ def tensorboard_installed() -> bool:
 def write_graphs(
     path: str | os.PathLike[str], logdir: str | os.PathLike[str] | None = None
 ) -> Path:
-    """Write the graph of every serving signature as TensorBoard events; returns the log dir."""
+    """Write the graph of every serving signature (the part of the model's graph that computes
+    its outputs) as TensorBoard events; returns the log dir."""
     tf = _tf.tensorflow()
     model = LoadedModel(path)
     out = Path(logdir) if logdir else Path(tempfile.mkdtemp(prefix="tfdeploy-view-"))
-    for name, fn in model._functions.items():
-        writer = tf.summary.create_file_writer(str(out / name))
-        with writer.as_default():
-            tf.summary.graph(fn.graph)
-        writer.close()
+    graph_def = model.graph.as_graph_def()
+    try:
+        for name, sig in model.signatures.items():
+            ops = [spec.tensor_name.split(":")[0] for spec in sig.outputs.values()]
+            part = tf.compat.v1.graph_util.extract_sub_graph(graph_def, ops)
+            writer = tf.summary.create_file_writer(str(out / name))
+            with writer.as_default():
+                tf.summary.graph(part)
+            writer.close()
+    finally:
+        model.close()
     return out
 
 
@@ -51,7 +58,7 @@ def launch_tensorboard(
     try:
         process = subprocess.Popen(command)
     except OSError as exc:
-        raise TfdeployError(f"cannot start TensorBoard: {exc}") from exc
+        raise TfdeployError(f"cannot start TensorBoard: {exc}", hint=INSTALL_HINT) from exc
     previous = signal.signal(signal.SIGTERM, lambda signum, _: process.send_signal(signum))
     try:
         return process.wait()

@@ -9,7 +9,16 @@ with several inputs each entry is an object keyed by input name) or
 ``{"signature_name"?, "inputs": ...}`` (columnar: a value for one input, or an object keyed by
 input name). Binary values are ``{"b64": "..."}``. Answers are ``{"predictions": [...]}`` or
 ``{"outputs": ...}``: bare values for one output, objects keyed by output name for several.
-Outputs whose name ends in ``_bytes`` come back as ``{"b64": ...}``.
+Outputs whose name ends in ``_bytes`` come back as ``{"b64": ...}``; float32 outputs carry the
+decimals TF Serving writes (:mod:`tfdeploy.predict.decimals`).
+
+Inputs are fed as TF Serving feeds them (``json_tensor.cc``): each input's tensor is built from
+the JSON as given (row format: the instances stacked on a new dimension 0), converted to the
+signature's dtype by TF Serving's rules, and is not compared with the shape the signature
+declares; the model accepts or refuses it, and :func:`explain_refusal` then names the input,
+what it expects and what it got. The R package's route (``dialect="r"``) also ignores instance
+keys the signature does not take, reshapes an instance to the declared shape when its values
+fit it, and answers every output keyed by name.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,10 +38,27 @@ try:  # a faster JSON codec, installed with the serve extra; the standard librar
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None  # type: ignore[assignment]
 
-from tfdeploy.errors import InvalidInputError, InvalidModelError, SignatureNotFoundError
-from tfdeploy.model.signatures import DEFAULT_SIGNATURE, Signature, TensorSpec
+from tfdeploy.errors import (
+    InvalidInputError,
+    InvalidModelError,
+    PredictionError,
+    SignatureNotFoundError,
+    TfdeployError,
+)
+from tfdeploy.model.signatures import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    JSON_TYPES,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    Signature,
+    TensorSpec,
+)
+from tfdeploy.predict.decimals import tf_serving_values
 
 Format = Literal["row", "columnar"]
+#: Whose rules a request follows: TF Serving's, or the R package's ``/<signature>/predict``.
+Dialect = Literal["tf_serving", "r"]
 
 #: Instances per model call when a request is split into batches.
 DEFAULT_BATCH_SIZE = 512
@@ -97,34 +123,30 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def encode_answer(
-    outputs: Mapping[str, np.ndarray], fmt: Format, batch_size: int | None = None
-) -> bytes:
-    """``dumps(answer(outputs, fmt, batch_size))``, faster for numeric outputs.
+def encode_answer(outputs: Mapping[str, np.ndarray], fmt: Format, *, keyed: bool = False) -> bytes:
+    """``dumps(answer(outputs, fmt, keyed=keyed))``, faster for numeric outputs.
 
     When orjson is installed and every output is a finite numeric array, orjson writes the
-    arrays directly (as float64, so the digits are Python's ``repr`` of the same values);
-    anything else (strings, NaN, scalars) takes the standard path.
+    arrays directly (floats as the float64 values of TF Serving's decimals); anything else
+    (strings, NaN, scalars) takes the standard path.
     """
     arrays = _fast_arrays(outputs) if _orjson is not None else None
     if arrays is not None and _orjson is not None:
         body: Any
         if fmt == "columnar":
-            body = {"outputs": next(iter(arrays.values())) if len(arrays) == 1 else arrays}
-        elif all(a.shape[0] == batch_size for a in arrays.values()) or batch_size is None:
-            n = next(iter(arrays.values())).shape[0]
-            if len(arrays) == 1:
+            single = len(arrays) == 1 and not keyed
+            body = {"outputs": next(iter(arrays.values())) if single else arrays}
+        else:
+            n = _row_count(outputs)
+            if len(arrays) == 1 and not keyed:
                 body = {"predictions": next(iter(arrays.values()))}
             else:
                 body = {"predictions": [{k: a[i] for k, a in arrays.items()} for i in range(n)]}
-        else:
-            body = None
-        if body is not None:
-            try:
-                return bytes(_orjson.dumps(body, option=_orjson.OPT_SERIALIZE_NUMPY))
-            except TypeError:
-                pass
-    return dumps(answer(outputs, fmt, batch_size))
+        try:
+            return bytes(_orjson.dumps(body, option=_orjson.OPT_SERIALIZE_NUMPY))
+        except TypeError:
+            pass
+    return dumps(answer(outputs, fmt, keyed=keyed))
 
 
 def _fast_arrays(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
@@ -133,8 +155,15 @@ def _fast_arrays(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | N
         kind = a.dtype.kind
         if a.ndim == 0 or kind not in "biuf" or (kind == "f" and not np.isfinite(a).all()):
             return None
-        arrays[k] = np.ascontiguousarray(a, dtype=np.float64) if kind == "f" else a
+        arrays[k] = _json_floats(a) if kind == "f" else a
     return arrays or None
+
+
+def _json_floats(a: np.ndarray) -> np.ndarray:
+    """Float values as JSON carries them: float32 (and smaller) as TF Serving's decimals."""
+    if a.dtype == np.float64:
+        return a
+    return tf_serving_values(a)
 
 
 def dumps(obj: Any) -> bytes:
@@ -146,14 +175,15 @@ def dumps(obj: Any) -> bytes:
 
 
 def select_signature(signatures: Mapping[str, Signature], name: str | None) -> Signature:
-    """Return the signature called ``name`` (``serving_default`` when ``None``)."""
+    """Return the signature called ``name`` (``serving_default`` when ``None`` or empty)."""
     name = name or DEFAULT_SIGNATURE
     try:
         return signatures[name]
     except KeyError:
         available = ", ".join(sorted(signatures)) or "none"
         raise SignatureNotFoundError(
-            f"serving signature {name!r} not found (the model has: {available})",
+            f'Serving signature name: "{name}" not found in signature def '
+            f"(the model has: {available})",
             hint="pass one of the model's signature names as signature_name",
         ) from None
 
@@ -174,8 +204,11 @@ def as_request(instances: Any, signature_name: str | None = None) -> dict[str, A
     elif isinstance(instances, (list, tuple, np.ndarray)):
         body = {"instances": instances}
     else:
+        kind = type(instances).__name__
         raise InvalidInputError(
-            f"instances must be a list, a numpy array or a request object, not {type(instances).__name__}"
+            f"instances must be a list, a numpy array or a request object, not "
+            f"{'an' if kind[:1] in 'aeiouAEIOU' else 'a'} {kind}",
+            hint='pass a list of instances, or {"instances": [...]}',
         )
     if signature_name and "signature_name" not in body:
         body["signature_name"] = signature_name
@@ -210,42 +243,83 @@ def parse_instances_text(text: str, *, where: str = "input") -> Any:
 
 
 def prepare(
-    body: Any, signatures: Mapping[str, Signature], *, signature_name: str | None = None
+    body: Any,
+    signatures: Mapping[str, Signature],
+    *,
+    signature_name: str | None = None,
+    dialect: Dialect = "tf_serving",
 ) -> PreparedRequest:
-    """Check a request body against the model's signatures and convert its inputs.
+    """Check a request body's structure and build its input arrays, as TF Serving does.
 
     A ``signature_name`` in the body wins over the ``signature_name`` argument (which a server
-    takes from the URL).
+    takes from the URL). The arrays have the signature's dtypes and the shapes the JSON gives;
+    whether the model takes those shapes is the model's to say (:func:`explain_refusal`).
     """
     if not isinstance(body, Mapping):
         raise InvalidInputError(
-            f"the request must be a JSON object, not {json_kind(body)}",
+            f"the request must be a JSON object, not {json_kind(body)} (JSON Value: Is not object)",
             hint='send {"instances": [...]} or {"inputs": ...}',
-        )
-    has_rows, has_columns = "instances" in body, "inputs" in body
-    if has_rows == has_columns:
-        raise InvalidInputError(
-            "the request must have exactly one of 'instances' (row format) or 'inputs' (columnar)"
-            + (", not both" if has_rows else ""),
-            hint='send {"instances": [...]} with one entry per example',
         )
     requested = body.get("signature_name", signature_name)
     if requested is not None and not isinstance(requested, str):
-        raise InvalidInputError("signature_name must be a string")
+        raise InvalidInputError(
+            "the request is not formatted correctly: 'signature_name' key must be a string value."
+        )
     signature = select_signature(signatures, requested)
+    has_rows, has_columns = "instances" in body, "inputs" in body
+    if has_rows and has_columns:
+        raise InvalidInputError(
+            "the request must have exactly one of 'instances' (row format) or 'inputs' "
+            "(columnar), not both (Not formatted correctly expecting only one of 'inputs' or "
+            "'instances' keys to exist)",
+            hint='send {"instances": [...]} with one entry per example',
+        )
+    if not (has_rows or has_columns):
+        raise InvalidInputError(
+            "the request must have exactly one of 'instances' (row format) or 'inputs' "
+            "(columnar): Missing 'inputs' or 'instances' key",
+            hint='send {"instances": [...]} with one entry per example',
+        )
     for spec in signature.inputs.values():
         if not spec.json_representable:
             raise InvalidModelError(
                 f"input {spec.key!r} of signature {signature.name!r} has dtype {spec.dtype}, "
                 "which cannot travel as JSON",
                 hint="export a signature whose inputs are numbers, booleans or strings",
+                code="UNIMPLEMENTED",
             )
-    if has_rows:
-        inputs, n = rows_to_arrays(body["instances"], signature), len(body["instances"])
-        return PreparedRequest(signature, "row", inputs, n)
-    return PreparedRequest(
-        signature, "columnar", columns_to_arrays(body["inputs"], signature), None
-    )
+    if not signature.inputs:
+        raise InvalidModelError(f"Failed to get input map for signature: {signature.name}")
+    try:
+        if has_rows:
+            instances = body["instances"]
+            inputs = rows_to_arrays(instances, signature, dialect=dialect)
+            return PreparedRequest(signature, "row", inputs, len(instances))
+        inputs = columns_to_arrays(body["inputs"], signature)
+    except InvalidInputError as exc:
+        if exc.hint is not None:
+            raise
+        raise InvalidInputError(exc.message, hint=signature_hint(signature)) from exc
+    return PreparedRequest(signature, "columnar", inputs, None)
+
+
+def check_predict_method(signature: Signature) -> None:
+    """TF Serving's ``Predict`` runs predict, classify and regress signatures, nothing else."""
+    methods = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
+    if signature.method_name not in methods:
+        raise TfdeployError(
+            "Expected prediction signature method_name to be one of {"
+            + ", ".join(methods)
+            + f"}}. Was: {signature.method_name}",
+            code="INTERNAL",
+            hint="export the signature with method tensorflow/serving/predict",
+        )
+
+
+def signature_hint(signature: Signature) -> str:
+    """What a signature takes, for an error's hint."""
+    takes = ", ".join(f"{k} ({s.dtype} {s.shape_text()})" for k, s in signature.inputs.items())
+    return f"signature {signature.name!r} takes inputs: {takes}"
 
 
 def check_not_empty(instances: Any) -> None:
@@ -255,56 +329,106 @@ def check_not_empty(instances: Any) -> None:
     else:
         empty = len(instances) == 0
     if empty:
-        raise InvalidInputError("'instances' is empty", hint="send at least one instance")
+        raise InvalidInputError(
+            "'instances' is empty: No values in 'instances' array",
+            hint="send at least one instance",
+        )
 
 
-def rows_to_arrays(instances: Any, signature: Signature) -> dict[str, np.ndarray]:
-    """Convert row-format ``instances`` into one batched array per input."""
-    if isinstance(instances, np.ndarray) and len(signature.inputs) == 1:
+def rows_to_arrays(
+    instances: Any, signature: Signature, *, dialect: Dialect = "tf_serving"
+) -> dict[str, np.ndarray]:
+    """Convert row-format ``instances`` into one array per input: the instances stacked."""
+    names = list(signature.inputs)
+    if isinstance(instances, np.ndarray) and len(names) == 1:
         check_not_empty(instances)
-        (spec,) = signature.inputs.values()
+        spec = signature.inputs[names[0]]
         return {spec.key: coerce(instances, spec, batched=True, where="instances")}
     if not isinstance(instances, (list, tuple)):
         raise InvalidInputError(
-            f"'instances' must be a list with one entry per example, not {json_kind(instances)}"
+            f"'instances' must be a list with one entry per example, not {json_kind(instances)} "
+            "(Excepting 'instances' to be an list/array)"
         )
     check_not_empty(instances)
-    names = list(signature.inputs)
     first = instances[0]
     named = isinstance(first, Mapping) and not is_b64(first)
-    if len(names) == 1 and not named:
-        spec = signature.inputs[names[0]]
-        return {spec.key: coerce(instances, spec, batched=True, where="instances")}
     if not named:
-        raise InvalidInputError(
-            f"signature {signature.name!r} has {len(names)} inputs ({', '.join(names)}), so each "
-            "instance must be an object keyed by input name",
-            hint='send {"instances": [{' + ", ".join(f'"{n}": ...' for n in names) + "}]}",
-        )
+        if len(names) > 1:
+            raise InvalidInputError(
+                f"signature {signature.name!r} has {len(names)} inputs ({', '.join(names)}), so "
+                "each instance must be an object keyed by input name (instances is a plain list, "
+                "but expecting list of objects as multiple input tensors required as per "
+                "tensorinfo_map)",
+                hint='send {"instances": [{' + ", ".join(f'"{n}": ...' for n in names) + "}]}",
+            )
+        for i, inst in enumerate(instances):
+            if isinstance(inst, Mapping) and not is_b64(inst):
+                raise InvalidInputError(
+                    f"instances[{i}] is an object but instances[0] is not: Expecting value/list "
+                    f"but got object at item {i} of input list"
+                )
+        spec = signature.inputs[names[0]]
+        column = _fit_r_shape(instances, spec) if dialect == "r" else instances
+        return {spec.key: coerce(column, spec, batched=True, where="instances")}
     columns: dict[str, list[Any]] = {n: [] for n in names}
     expected = set(names)
     for i, inst in enumerate(instances):
         if not isinstance(inst, Mapping) or is_b64(inst):
             raise InvalidInputError(
                 f"instances[{i}] is {json_kind(inst)}; every instance must be an object keyed "
-                f"by input name ({', '.join(names)})"
+                f"by input name ({', '.join(names)}) (Expecting object but got list at item {i} "
+                "of input list)"
             )
         if inst.keys() != expected:
-            _check_names(inst.keys(), signature, where=f"instances[{i}]")
+            given = inst.keys() & expected if dialect == "r" else inst.keys()
+            if given != expected:
+                _check_names(given, signature, where=f"instances[{i}]")
         for n in names:
             columns[n].append(inst[n])
-    return {
-        n: coerce(columns[n], signature.inputs[n], batched=True, where=f"instances[*].{n}")
-        for n in names
-    }
+    arrays = {}
+    for n in names:
+        spec = signature.inputs[n]
+        column = _fit_r_shape(columns[n], spec) if dialect == "r" else columns[n]
+        arrays[n] = coerce(column, spec, batched=True, where=f"instances[*].{n}")
+    return arrays
+
+
+def _fit_r_shape(column: Sequence[Any], spec: TensorSpec) -> Sequence[Any]:
+    """The R package's leniency: an instance whose values fit the declared per-instance shape
+    (all dimensions known) is reshaped to it, e.g. ``[[100]]`` for a scalar input."""
+    per = spec.instance_shape
+    if per is None or any(d is None for d in per) or spec.dtype == "DT_STRING":
+        return column
+    size = math.prod(d for d in per if d is not None)
+    dims = tuple(d for d in per if d is not None)
+    try:
+        whole = np.asarray(column)
+        if whole.dtype != object and whole.shape[1:] == dims:
+            return column  # every instance has the declared shape already
+    except (ValueError, TypeError):
+        pass
+    out = []
+    for value in column:
+        if isinstance(value, (list, tuple)) or np.ndim(value) != len(dims):
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError):
+                out.append(value)
+                continue
+            if arr.dtype != object and arr.size == size and arr.shape != dims:
+                value = arr.reshape(dims).tolist()
+        out.append(value)
+    return out
 
 
 def columns_to_arrays(inputs: Any, signature: Signature) -> dict[str, np.ndarray]:
-    """Convert columnar ``inputs`` into one array per input."""
+    """Convert columnar ``inputs`` into one array per input (keys the signature lacks are
+    ignored, as TF Serving does)."""
     names = list(signature.inputs)
     if isinstance(inputs, Mapping) and not is_b64(inputs):
-        if inputs.keys() != set(names):
-            _check_names(inputs.keys(), signature, where="inputs")
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            _check_names(inputs.keys() & set(names), signature, where="inputs")
         return {
             n: coerce(inputs[n], signature.inputs[n], batched=False, where=f"inputs.{n}")
             for n in names
@@ -312,7 +436,8 @@ def columns_to_arrays(inputs: Any, signature: Signature) -> dict[str, np.ndarray
     if len(names) != 1:
         raise InvalidInputError(
             f"signature {signature.name!r} has {len(names)} inputs ({', '.join(names)}), so "
-            "'inputs' must be an object keyed by input name"
+            "'inputs' must be an object keyed by input name (inputs is a plain value/list, but "
+            "expecting an object as multiple input tensors required as per tensorinfo_map)"
         )
     spec = signature.inputs[names[0]]
     return {spec.key: coerce(inputs, spec, batched=False, where="inputs")}
@@ -325,20 +450,19 @@ def _check_names(given: Any, signature: Signature, *, where: str) -> None:
     parts = []
     if unknown:
         parts.append(
-            "unknown input" + ("s " if len(unknown) > 1 else " ") + ", ".join(map(repr, unknown))
+            "unknown input"
+            + ("s " if len(unknown) > 1 else " ")
+            + ", ".join(map(repr, unknown))
+            + f" (JSON object: does not have named input: {unknown[0]})"
         )
     if missing:
         parts.append(
-            "missing input" + ("s " if len(missing) > 1 else " ") + ", ".join(map(repr, missing))
+            "missing input"
+            + ("s " if len(missing) > 1 else " ")
+            + ", ".join(map(repr, missing))
+            + f" (Missing named input: {missing[0]})"
         )
-    raise InvalidInputError(
-        f"{where}: " + "; ".join(parts),
-        hint=f"signature {signature.name!r} takes inputs: "
-        + ", ".join(
-            f"{n} ({signature.inputs[n].dtype} {signature.inputs[n].shape_text()})"
-            for n in expected
-        ),
-    )
+    raise InvalidInputError(f"{where}: " + "; ".join(parts), hint=signature_hint(signature))
 
 
 def is_b64(value: Any) -> bool:
@@ -360,24 +484,41 @@ def json_kind(value: Any) -> str:
         return "a number"
     if value is None:
         return "null"
-    return f"a {type(value).__name__}"
+    kind = type(value).__name__
+    return f"{'an' if kind[:1] in 'aeiouAEIOU' else 'a'} {kind}"
 
 
 # --- coercion -----------------------------------------------------------------------------
 
 
-def coerce(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.ndarray:
-    """Convert ``value`` into an array of ``spec``'s dtype and check it against its shape.
+def tf_type(dtype: str) -> str:
+    """TensorFlow's short name of a dtype, as TF Serving's messages use it: ``float``."""
+    return dtype.removeprefix("DT_").lower()
 
-    ``batched`` says that ``value`` is a list of instances, so dimension 0 is the batch.
-    Errors name the input, what it expects, and what was given.
+
+def numpy_dtype(spec: TensorSpec) -> np.dtype[Any]:
+    """The numpy dtype an input's values are fed in (bfloat16 through TensorFlow's own type)."""
+    if spec.dtype == "DT_BFLOAT16":
+        try:
+            import ml_dtypes
+
+            bfloat16: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+            return bfloat16
+        except ImportError:  # pragma: no cover - installed with TensorFlow
+            return np.dtype(np.float32)
+    return np.dtype(spec.numpy_dtype)
+
+
+def coerce(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.ndarray:
+    """Convert ``value`` into an array of ``spec``'s dtype, of the shape the JSON gives.
+
+    ``batched`` says that ``value`` is a list of instances, so dimension 0 is the batch (it
+    only changes how an error is worded). Errors name the input, what it expects, and what was
+    given.
     """
     if spec.dtype == "DT_STRING":
-        arr = _strings(value, spec, where)
-    else:
-        arr = _numbers(value, spec, batched=batched, where=where)
-    _check_shape(arr, value, spec, batched=batched, where=where)
-    return arr
+        return _strings(value, spec, where, batched)
+    return _numbers(value, spec, batched=batched, where=where)
 
 
 def _expects(spec: TensorSpec, batched: bool) -> str:
@@ -387,8 +528,17 @@ def _expects(spec: TensorSpec, batched: bool) -> str:
     return f"{spec.dtype} values of shape {spec.shape_text()}"
 
 
+def _not_expected(spec: TensorSpec, where: str, got: str) -> InvalidInputError:
+    kind = {"number": "numbers", "integer": "whole numbers", "boolean": "true/false values"}
+    return InvalidInputError(
+        f"{where}: input {spec.key!r} expects {spec.dtype} "
+        f"{kind.get(JSON_TYPES.get(spec.dtype, ''), 'values')}; got {got}, which is not of "
+        f"expected type: {tf_type(spec.dtype)}"
+    )
+
+
 def _numbers(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.ndarray:
-    target = np.dtype(spec.numpy_dtype)
+    target = numpy_dtype(spec)
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -398,58 +548,65 @@ def _numbers(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.n
             + _ragged_detail(value, batched),
         ) from exc
     except OverflowError as exc:
-        raise InvalidInputError(
-            f"{where}: input {spec.key!r} got a number too large for {spec.dtype}"
-        ) from exc
+        raise _not_expected(spec, where, "a number too large to represent") from exc
     kind = arr.dtype.kind
     if kind == "O":
-        raise InvalidInputError(
-            f"{where}: input {spec.key!r} expects {_expects(spec, batched)}; got "
-            + _odd_values(value),
-        )
+        raise _not_expected(spec, where, _odd_values(value))
     if kind in "USV" or (kind == "b" and target.kind != "b"):
         sample = arr.flat[0] if arr.size else arr
-        raise InvalidInputError(
-            f"{where}: input {spec.key!r} expects {spec.dtype} numbers; got "
-            f"{'a string' if kind in 'USV' else 'a boolean'} ({sample.item()!r})",
-        )
+        got = "a string" if kind in "USV" else "a boolean"
+        raise _not_expected(spec, where, f"{got} ({json.dumps(sample.item())})")
     if target.kind == "b":
-        if kind != "b":
-            raise InvalidInputError(
-                f"{where}: input {spec.key!r} expects true/false values (DT_BOOL)"
-            )
-        return arr
+        if kind != "b" and arr.size:
+            raise _not_expected(spec, where, f"a number ({arr.flat[0].item()!r})")
+        return arr.astype(bool, copy=False)
     if target.kind in "iu":
         if kind == "f":
             if not np.isfinite(arr).all():
                 raise InvalidInputError(
-                    f"{where}: input {spec.key!r} is {spec.dtype}; NaN and Infinity are not integers"
+                    f"{where}: input {spec.key!r} is {spec.dtype}; NaN and Infinity are not "
+                    f"integers (not of expected type: {tf_type(spec.dtype)})"
                 )
             if not (arr == np.floor(arr)).all():
+                fraction = arr[arr != np.floor(arr)].flat[0]
                 raise InvalidInputError(
-                    f"{where}: input {spec.key!r} expects whole numbers ({spec.dtype}); "
-                    f"got a fraction ({arr[arr != np.floor(arr)].flat[0]!r})"
+                    f"{where}: input {spec.key!r} expects whole numbers ({spec.dtype}); got a "
+                    f"fraction ({fraction!r}), which is not of expected type: "
+                    f"{tf_type(spec.dtype)}"
                 )
         info = np.iinfo(target)
         if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            bad = arr[(arr < info.min) | (arr > info.max)].flat[0]
             raise InvalidInputError(
                 f"{where}: input {spec.key!r} has a value out of range for {spec.dtype} "
-                f"[{info.min}, {info.max}]"
+                f"[{info.min}, {info.max}] ({bad!r}), which is not of expected type: "
+                f"{tf_type(spec.dtype)}"
             )
         return arr.astype(target, copy=False)
+    if kind in "iu" and arr.size:
+        # JSON integers a float cannot hold exactly are refused, as TF Serving does.
+        limit = 2 ** (np.finfo(target).nmant + 1) - 1
+        big = np.abs(arr.astype(np.float64)) > limit
+        if big.any():
+            raise InvalidInputError(
+                f"{where}: input {spec.key!r} expects {spec.dtype} numbers; cannot convert "
+                f"JSON value {arr[big].flat[0]!r} to {tf_type(spec.dtype)} without loss of "
+                "precision."
+            )
     with np.errstate(over="ignore"):
         out = arr.astype(target, copy=False)
     if out.dtype != arr.dtype and out.size and not np.isfinite(out).all():
-        overflow = np.isfinite(arr) & ~np.isfinite(out)
+        overflow = np.isfinite(arr) & ~np.isfinite(out.astype(np.float64))
         if overflow.any():
             raise InvalidInputError(
                 f"{where}: input {spec.key!r} has a value out of range for {spec.dtype} "
-                f"({arr[overflow].flat[0]!r})"
+                f"({arr[overflow].flat[0]!r}): cannot convert it to {tf_type(spec.dtype)} "
+                "without loss of precision."
             )
     return out
 
 
-def _strings(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
+def _strings(value: Any, spec: TensorSpec, where: str, batched: bool) -> np.ndarray:
     def convert(v: Any) -> Any:
         if isinstance(v, str):
             return v.encode()
@@ -459,71 +616,36 @@ def _strings(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
             if not is_b64(v) or not isinstance(v["b64"], str):
                 raise InvalidInputError(
                     f"{where}: input {spec.key!r} got an object; binary values are "
-                    '{"b64": "<base64 text>"}'
+                    '{"b64": "<base64 text>"} (JSON Value not formatted correctly for base64 '
+                    "data)"
                 )
             try:
                 return base64.b64decode(v["b64"], validate=True)
             except (binascii.Error, ValueError) as exc:
-                raise InvalidInputError(f"{where}: input {spec.key!r} has invalid base64") from exc
+                raise InvalidInputError(
+                    f"{where}: input {spec.key!r} has invalid base64 (Unable to base64 decode)"
+                ) from exc
         if isinstance(v, (list, tuple)):
             return [convert(x) for x in v]
         if isinstance(v, np.ndarray):
             return [convert(x) for x in v.tolist()]
         raise InvalidInputError(
-            f"{where}: input {spec.key!r} expects strings (DT_STRING); got {json_kind(v)}"
+            f"{where}: input {spec.key!r} expects strings (DT_STRING); got {json_kind(v)}, "
+            "which is not of expected type: string"
         )
 
     converted = convert(value)
     try:
         arr = np.array(converted, dtype=object)
     except ValueError as exc:
-        raise InvalidInputError(f"{where}: input {spec.key!r} has ragged nesting") from exc
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} has ragged nesting; " + _ragged_detail(converted, batched)
+        ) from exc
     if arr.dtype == object and arr.size and any(isinstance(x, list) for x in arr.flat):
-        raise InvalidInputError(f"{where}: input {spec.key!r} has ragged nesting")
+        raise InvalidInputError(
+            f"{where}: input {spec.key!r} has ragged nesting; " + _ragged_detail(converted, batched)
+        )
     return arr
-
-
-def _check_shape(
-    arr: np.ndarray, value: Any, spec: TensorSpec, *, batched: bool, where: str
-) -> None:
-    if spec.shape is None:
-        return
-    expected = spec.shape
-    if batched and len(expected) == 0:
-        raise InvalidInputError(
-            f"{where}: input {spec.key!r} is a scalar with no batch dimension, so it cannot "
-            "take a list of instances",
-            hint='send it in columnar format: {"inputs": ...}',
-        )
-    actual = arr.shape
-    if len(actual) == len(expected) and all(
-        e is None or e == a for e, a in zip(expected, actual, strict=True)
-    ):
-        return
-    if batched:
-        per = spec.instance_shape
-        assert per is not None
-        bad = next(
-            (i for i, inst in enumerate(arr) if not _fits(np.shape(inst), per)),
-            None,
-        )
-        got = (
-            f"instances[{bad}] has shape {list(np.shape(arr[bad]))}"
-            if bad is not None
-            else (f"the instances have shape {list(actual[1:])}")
-        )
-        raise InvalidInputError(
-            f"{where}: input {spec.key!r} expects {_expects(spec, True)}; {got}"
-        )
-    raise InvalidInputError(
-        f"{where}: input {spec.key!r} expects {_expects(spec, False)}; got shape {list(actual)}"
-    )
-
-
-def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
-    return len(shape) == len(expected) and all(
-        e is None or e == a for e, a in zip(expected, shape, strict=True)
-    )
 
 
 def _shape_of(value: Any) -> tuple[int, ...] | None:
@@ -541,16 +663,35 @@ def _shape_of(value: Any) -> tuple[int, ...] | None:
 
 
 def _ragged_detail(value: Any, batched: bool) -> str:
-    if batched and isinstance(value, (list, tuple)):
+    if batched and isinstance(value, (list, tuple)) and value:
         shapes = [_shape_of(v) for v in value]
         for i, s in enumerate(shapes):
             if s is None:
-                return f"instances[{i}] is ragged (its rows differ in length)"
-        first = shapes[0]
+                return (
+                    f"instances[{i}] is ragged (its rows differ in length: Encountered list at "
+                    "unexpected size)"
+                )
+        first = shapes[0] or ()
         for i, s in enumerate(shapes):
             if s != first:
-                return f"instances[0] has shape {list(first or ())} but instances[{i}] has {list(s or ())}"
-    return "the values are ragged (nested lists of different lengths)"
+                other = s or ()
+                tf_text = (
+                    f"Expecting shape {_tf_shape(first)} but got: {_tf_shape(other)}"
+                    if math.prod(first) == math.prod(other)
+                    else f"Expecting tensor size: {math.prod(first)} but got: {math.prod(other)}"
+                )
+                return (
+                    f"instances[0] has shape {list(first)} but instances[{i}] has {list(other)} "
+                    f"({tf_text})"
+                )
+    return (
+        "the values are ragged (nested lists of different lengths: Encountered list at "
+        "unexpected size)"
+    )
+
+
+def _tf_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
 
 
 def _odd_values(value: Any) -> str:
@@ -567,6 +708,59 @@ def _odd_values(value: Any) -> str:
         return json_kind(v)
 
     return walk(value) or "values of mixed types"
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        e is None or e == a for e, a in zip(expected, shape, strict=True)
+    )
+
+
+def shape_mismatches(signature: Signature, inputs: Mapping[str, np.ndarray]) -> list[str]:
+    """The inputs whose arrays do not have the shape the signature declares."""
+    return [
+        k
+        for k, spec in signature.inputs.items()
+        if k in inputs and spec.shape is not None and not _fits(inputs[k].shape, spec.shape)
+    ]
+
+
+def explain_refusal(request: PreparedRequest, error: TfdeployError) -> TfdeployError:
+    """The error to answer when the model failed on ``request``.
+
+    When an input's shape differs from the one the signature declares (TF Serving feeds it
+    anyway, and so does tfdeploy), the model's refusal is most likely about that input: the
+    answer names it, what it expects and what it got, with the model's own words. Other
+    failures are the model's error as it is.
+    """
+    if not isinstance(error, PredictionError) or error.code != "INVALID_ARGUMENT":
+        return error
+    bad = shape_mismatches(request.signature, request.inputs)
+    if not bad:
+        return error
+    batched = request.format == "row"
+    parts = []
+    for key in bad:
+        spec = request.signature.inputs[key]
+        shape = tuple(request.inputs[key].shape)
+        if batched:
+            where = "instances" if len(request.signature.inputs) == 1 else f"instances[*].{key}"
+            per = list(shape[1:])
+            got = f"the instances have shape {per}"
+            if spec.shape is not None and len(shape) == len(spec.shape):
+                got = f"instances[0] has shape {per}"
+        else:
+            where = "inputs" if len(request.signature.inputs) == 1 else f"inputs.{key}"
+            got = f"got shape {list(shape)}"
+        parts.append(f"{where}: input {key!r} expects {_expects(spec, batched)}; {got}")
+    reason = error.message.removeprefix("the model failed on this input: ")
+    return InvalidInputError(
+        "; ".join(parts) + f" (the model refused it: {reason})",
+        hint=signature_hint(request.signature),
+    )
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -589,8 +783,42 @@ def concat_outputs(chunks: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.n
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
+def follows_batch(outputs: Mapping[str, np.ndarray], n: int) -> bool:
+    """Whether every output has the ``n`` instances of its call as its first dimension."""
+    return all(v.ndim > 0 and v.shape[0] == n for v in outputs.values())
+
+
+def run_in_batches(
+    run: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]],
+    inputs: Mapping[str, np.ndarray],
+    n: int,
+    size: int,
+) -> dict[str, np.ndarray]:
+    """Call ``run`` on row-format ``inputs`` of ``n`` instances, at most ``size`` at a time.
+
+    If the first chunk's outputs do not follow its instances (a model whose outputs are not
+    per instance), the request runs whole instead, as TF Serving would run it.
+    """
+    if n <= size:
+        return run(inputs)
+    chunks = []
+    for i, chunk in enumerate(iter_batches(inputs, n, size)):
+        out = run(chunk)
+        if i == 0 and not follows_batch(out, min(n, size)):
+            return run(inputs)
+        chunks.append(out)
+    return concat_outputs(chunks)
+
+
 def to_json_values(name: str, arr: np.ndarray) -> Any:
-    """Convert one output array to JSON values; strings decode, ``*_bytes`` outputs become b64."""
+    """Convert one output array to JSON values.
+
+    Strings decode as UTF-8; outputs whose name ends in ``_bytes`` become ``{"b64": ...}``;
+    float32 values are TF Serving's decimals.
+    """
+    if arr.dtype.kind == "f" or arr.dtype.name == "bfloat16":
+        floats = arr if arr.dtype == np.float64 else arr.astype(np.float32)
+        return _json_floats(floats).tolist()
     if arr.dtype != object and arr.dtype.kind not in "SU":
         return arr.tolist()
     as_b64 = name.endswith("_bytes")
@@ -608,28 +836,49 @@ def to_json_values(name: str, arr: np.ndarray) -> Any:
 
 
 def answer(
-    outputs: Mapping[str, np.ndarray], fmt: Format, batch_size: int | None = None
+    outputs: Mapping[str, np.ndarray], fmt: Format, *, keyed: bool = False
 ) -> dict[str, Any]:
-    """Build the answer body for ``outputs`` in the request's format."""
+    """Build the answer body for ``outputs`` in the request's format.
+
+    With ``keyed`` (the R package's format) every output is keyed by its name, also when there
+    is only one.
+    """
+    if not outputs:
+        raise InvalidModelError("Cannot convert empty tensor map to JSON: the model gave no output")
     if fmt == "columnar":
         values = {k: to_json_values(k, v) for k, v in outputs.items()}
-        if len(values) == 1:
+        if len(values) == 1 and not keyed:
             return {"outputs": next(iter(values.values()))}
         return {"outputs": values}
-    return {"predictions": rows(outputs, batch_size)}
+    return {"predictions": rows(outputs, keyed=keyed)}
 
 
-def rows(outputs: Mapping[str, np.ndarray], batch_size: int | None = None) -> list[Any]:
-    """The row-format predictions: one bare value per instance, or one object per instance."""
+def _row_count(outputs: Mapping[str, np.ndarray]) -> int:
+    """The number of rows of a row-format answer: the first dimension all outputs share."""
+    count: int | None = None
     for name, arr in outputs.items():
-        if arr.ndim == 0 or (batch_size is not None and arr.shape[0] != batch_size):
+        if arr.ndim == 0:
             raise InvalidModelError(
-                f"output {name!r} has shape {list(arr.shape)}, which does not have the batch "
-                f"of {batch_size} instances as its first dimension",
+                f"output {name!r} is a scalar, so it has no row per instance (Tensor name: "
+                f"{name} has no shape information)",
                 hint='ask in columnar format instead: {"inputs": ...}',
             )
+        if count is not None and arr.shape[0] != count:
+            raise InvalidModelError(
+                f"the outputs do not share their first dimension (Tensor name: {name} has "
+                f"inconsistent batch size: {arr.shape[0]} expecting: {count})",
+                hint='ask in columnar format instead: {"inputs": ...}',
+            )
+        count = arr.shape[0]
+    return count or 0
+
+
+def rows(outputs: Mapping[str, np.ndarray], *, keyed: bool = False) -> list[Any]:
+    """The row-format predictions: one bare value per instance, or one object per instance
+    (always objects when ``keyed``)."""
+    _row_count(outputs)
     values = {k: to_json_values(k, v) for k, v in outputs.items()}
-    if len(values) == 1:
+    if len(values) == 1 and not keyed:
         return list(next(iter(values.values())))
     names = list(values)
     columns = [values[k] for k in names]

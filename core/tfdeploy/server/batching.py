@@ -28,7 +28,8 @@ from tfdeploy.predict import wire
 from tfdeploy.server.metrics import Metrics
 
 Outputs = dict[str, np.ndarray]
-RunFn = Callable[[str, Mapping[str, np.ndarray]], Outputs]
+#: Runs a signature on inputs, fetching the named outputs (all of them for ``None``).
+RunFn = Callable[[str, Mapping[str, np.ndarray], "tuple[str, ...] | None"], Outputs]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class _Item:
     inputs: Mapping[str, np.ndarray]
     size: int | None  # instances; None: cannot be merged (columnar request)
     key: Hashable
+    outputs: tuple[str, ...] | None
     # Thread callers wait on a concurrent future; event-loop callers on an asyncio future of
     # their loop, answered once per batch and loop rather than once per request.
     future: Future[Outputs] | asyncio.Future[Outputs] = field(default_factory=Future)
@@ -115,21 +117,24 @@ class Batcher:
         size: int | None,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
+        outputs: tuple[str, ...] | None = None,
     ) -> Future[Outputs] | asyncio.Future[Outputs]:
         """Queue a request; its future gets the outputs for exactly its instances.
 
         ``size`` is the number of instances (dimension 0 of every input), or ``None`` for a
-        request that must run alone. With ``loop`` the future is an asyncio future of that
-        loop (await it there); otherwise a :class:`concurrent.futures.Future`.
+        request that must run alone. ``outputs`` names the outputs to fetch (all by default).
+        With ``loop`` the future is an asyncio future of that loop (await it there); otherwise
+        a :class:`concurrent.futures.Future`.
         """
         key: Hashable = (
             signature,
+            outputs,
             tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items())),
         )
         if loop is None:
-            item = _Item(signature, inputs, size, key)
+            item = _Item(signature, inputs, size, key, outputs)
         else:
-            item = _Item(signature, inputs, size, key, loop.create_future(), loop)
+            item = _Item(signature, inputs, size, key, outputs, loop.create_future(), loop)
         with self._cond:
             if self._closed:
                 raise ClosedError(f"model {self.name} was unloaded")
@@ -194,22 +199,24 @@ class Batcher:
                 self._cond.notify()  # another worker may start on what is left
             return batch
 
-    def _call(self, signature: str, inputs: Mapping[str, np.ndarray], n: int) -> Outputs:
+    def _call(self, item: _Item, inputs: Mapping[str, np.ndarray]) -> Outputs:
         if self._metrics is not None:
+            n = len(next(iter(inputs.values()))) if item.size is not None else 1
             self._metrics.batch_size.observe(n, self.name)
             self._metrics.model_calls.inc(self.name)
-        return self._run_fn(signature, inputs)
+        return self._run_fn(item.signature, inputs, item.outputs)
 
     def _compute_alone(self, item: _Item) -> tuple[Outputs | None, BaseException | None]:
         try:
-            size = self.options.max_batch_size
-            if item.size is not None and item.size > size:
-                chunks = [
-                    self._call(item.signature, b, len(next(iter(b.values()))))
-                    for b in wire.iter_batches(item.inputs, item.size, size)
-                ]
-                return wire.concat_outputs(chunks), None
-            return self._call(item.signature, item.inputs, item.size or 1), None
+            if item.size is None:
+                return self._call(item, item.inputs), None
+            outputs = wire.run_in_batches(
+                lambda inputs: self._call(item, inputs),
+                item.inputs,
+                item.size,
+                self.options.max_batch_size,
+            )
+            return outputs, None
         except BaseException as exc:  # delivered to the request's own future
             return None, exc
 
@@ -220,8 +227,8 @@ class Batcher:
         total = sum(sizes)
         merged = {k: np.concatenate([item.inputs[k] for item in batch]) for k in batch[0].inputs}
         try:
-            out = self._call(batch[0].signature, merged, total)
-            if any(v.ndim == 0 or v.shape[0] != total for v in out.values()):
+            out = self._call(batch[0], merged)
+            if not wire.follows_batch(out, total):
                 raise ValueError("an output does not have the batch as its first dimension")
         except Exception:
             # One request's bad values (or a model whose outputs do not follow the batch)

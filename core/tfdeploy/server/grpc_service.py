@@ -1,9 +1,13 @@
 """TF Serving's gRPC API over a :class:`ModelRepository`: PredictionService and ModelService.
 
 Uses the servicer base classes and messages that ``tensorflow-serving-api`` generates, so its
-stubs (``prediction_service_pb2_grpc.PredictionServiceStub``...) work unchanged. Tensors are
-converted with ``tf.make_ndarray`` and ``tf.make_tensor_proto``. The server runs on its own
-thread and event loop (``grpc.aio``) and shares the REST server's batchers.
+stubs (``prediction_service_pb2_grpc.PredictionServiceStub``...) work unchanged. Requests are
+checked and answered as TF Serving's ``predict_util``, ``classifier``, ``regressor``,
+``multi_inference`` and metadata/status code does, with its error codes and words: inputs are
+fed with the shapes the request gives (the model accepts or refuses them), outputs come back in
+the typed value fields (``float_val``, ``int64_val``, ``string_val``, ...) as TF Serving's
+``Predict`` writes them, and ``output_filter`` fetches only the outputs it names. The server
+runs on its own thread and event loop (``grpc.aio``) and shares the REST server's batchers.
 """
 
 from __future__ import annotations
@@ -18,17 +22,26 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfdeploy.errors import DependencyError, InvalidInputError, TfdeployError
+from tfdeploy.errors import (
+    DependencyError,
+    InvalidInputError,
+    PredictionError,
+    SignatureNotFoundError,
+    TfdeployError,
+)
+from tfdeploy.model.protowire import length_delimited
 from tfdeploy.model.signatures import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
     DTYPE_NAMES,
     DTYPE_NUMBERS,
     NUMPY_DTYPES,
+    REGRESS_METHOD,
     Signature,
     TensorSpec,
 )
 from tfdeploy.predict import _tf, tfexample, wire
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
-from tfdeploy.server.rest import examples_input
 
 log = logging.getLogger("tfdeploy.server")
 
@@ -109,48 +122,52 @@ def _spec_target(spec: Any) -> tuple[str, int | None, str | None]:
     return spec.name, version, label
 
 
-def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...] | None) -> bool:
-    if expected is None:
-        return True
-    return len(shape) == len(expected) and all(
-        e is None or e == a for e, a in zip(expected, shape, strict=True)
-    )
-
-
 def tensors_to_inputs(
     tensors: Mapping[str, Any], signature: Signature
 ) -> tuple[dict[str, np.ndarray], int | None]:
-    """Convert a request's TensorProtos into arrays checked against ``signature``.
+    """Convert a request's TensorProtos into arrays for ``signature``, as TF Serving does.
 
-    Returns the arrays and the batch size shared by every input (``None`` when they share
-    none, and the request must run alone).
+    The inputs must be the signature's (TF Serving's words when not); each array has the shape
+    its TensorProto declares, whatever shape the signature declares. Returns the arrays and the
+    batch size shared by every input (``None`` when they share none, or when the signature's
+    inputs have no batch dimension, and the request must run alone).
     """
     tf = _tf.tensorflow()
-    given, expected = set(tensors), set(signature.inputs)
-    if given != expected:
-        missing, unknown = sorted(expected - given), sorted(given - expected)
-        parts = [f"missing inputs {missing}"] if missing else []
-        parts += [f"unknown inputs {unknown}"] if unknown else []
+    given, expected = sorted(tensors), sorted(signature.inputs)
+    if len(given) != len(expected):
+        extra = [k for k in given if k not in signature.inputs]
+        missing = [k for k in expected if k not in tensors]
         raise InvalidInputError(
-            f"signature {signature.name!r}: " + "; ".join(parts),
-            hint=f"it takes inputs {sorted(expected)}",
+            f"input size does not match signature: {len(given)}!={len(expected)} "
+            f"len({{{','.join(given)}}}) != len({{{','.join(expected)}}}). "
+            f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.",
+            hint=wire.signature_hint(signature),
         )
     arrays: dict[str, np.ndarray] = {}
-    for key, spec in signature.inputs.items():
+    for key in given:
+        spec = signature.inputs.get(key)
+        if spec is None:
+            raise InvalidInputError(
+                f"input tensor alias not found in signature: {key}. Inputs expected to be in the "
+                f"set {{{','.join(expected)}}}.",
+                hint=wire.signature_hint(signature),
+            )
         proto = tensors[key]
         got = DTYPE_NAMES.get(proto.dtype, str(proto.dtype))
         if got != spec.dtype:
-            raise InvalidInputError(f"input {key!r} expects {spec.dtype}; got {got}")
+            raise InvalidInputError(
+                f"input {key!r} expects {spec.dtype}; got {got} (Expects arg to be "
+                f"{wire.tf_type(spec.dtype)} but {wire.tf_type(got)} is provided)",
+                hint=wire.signature_hint(signature),
+            )
         try:
             arr = _fast_ndarray(proto, spec)
             if arr is None:
                 arr = tf.make_ndarray(proto)
         except Exception as exc:
-            raise InvalidInputError(f"input {key!r} is not a valid TensorProto: {exc}") from exc
-        if not _fits(arr.shape, spec.shape):
             raise InvalidInputError(
-                f"input {key!r} expects shape {spec.shape_text()}; got {list(arr.shape)}"
-            )
+                f"tensor parsing error: {key} (not a valid TensorProto: {exc})"
+            ) from exc
         arrays[key] = arr
     sizes = {a.shape[0] if a.ndim else None for a in arrays.values()}
     batchable = all(
@@ -178,38 +195,80 @@ def _fast_ndarray(proto: Any, spec: TensorSpec) -> np.ndarray | None:
     return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
 
 
+#: numpy dtype -> (TensorFlow dtype, the TensorProto field TF Serving's ``AsProtoField`` fills).
+_TYPED_FIELDS: dict[str, tuple[str, str]] = {
+    "float32": ("DT_FLOAT", "float_val"),
+    "float64": ("DT_DOUBLE", "double_val"),
+    "int32": ("DT_INT32", "int_val"),
+    "int16": ("DT_INT16", "int_val"),
+    "int8": ("DT_INT8", "int_val"),
+    "uint8": ("DT_UINT8", "int_val"),
+    "uint16": ("DT_UINT16", "int_val"),
+    "int64": ("DT_INT64", "int64_val"),
+    "bool": ("DT_BOOL", "bool_val"),
+    "uint32": ("DT_UINT32", "uint32_val"),
+    "uint64": ("DT_UINT64", "uint64_val"),
+    "float16": ("DT_HALF", "half_val"),
+    "bfloat16": ("DT_BFLOAT16", "half_val"),
+    "object": ("DT_STRING", "string_val"),
+    "complex64": ("DT_COMPLEX64", "scomplex_val"),
+    "complex128": ("DT_COMPLEX128", "dcomplex_val"),
+}
+#: Packed fields whose wire bytes are the array's own little-endian bytes: field number, dtype.
+_PACKED_RAW = {"float_val": (5, "<f4"), "double_val": (6, "<f8"), "scomplex_val": (9, "<f4")}
+_PACKED_RAW["dcomplex_val"] = (12, "<f8")
+
+
 def fill_tensor_proto(out: Any, arr: np.ndarray) -> None:
-    """Write ``arr`` into the TensorProto ``out``: raw content for numbers, else TensorFlow's way."""
-    name = _NUMPY_TO_DT.get(arr.dtype.str)
-    if name is None:
+    """Write ``arr`` into the TensorProto ``out`` as TF Serving's ``Predict`` does
+    (``Tensor::AsProtoField``): the dtype, the shape and every value in the typed field."""
+    kind = "object" if arr.dtype.kind in "OSU" else arr.dtype.name
+    typed = _TYPED_FIELDS.get(kind)
+    if typed is None:
         out.CopyFrom(_tf.tensorflow().make_tensor_proto(arr))
         return
+    name, field = typed
     out.dtype = DTYPE_NUMBERS[name]
     for d in arr.shape:
         out.tensor_shape.dim.add(size=d)
-    out.tensor_content = np.ascontiguousarray(arr).tobytes()
-
-
-_NUMPY_TO_DT = {dtype.str: name for name, dtype in _RAW_DTYPES.items() if dtype.byteorder != ">"}
+    flat = arr.reshape(-1)
+    if field in _PACKED_RAW:
+        number, little = _PACKED_RAW[field]
+        raw = np.ascontiguousarray(flat.view(np.float32 if little == "<f4" else np.float64))
+        out.MergeFromString(length_delimited(number, raw.astype(little, copy=False).tobytes()))
+    elif field == "half_val":
+        getattr(out, field).extend(flat.view(np.uint16).tolist())
+    elif field == "string_val":
+        out.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist())
+    else:
+        getattr(out, field).extend(flat.tolist())
 
 
 def _tensor_info(spec: TensorSpec, meta_graph_pb2: Any) -> Any:
     info = meta_graph_pb2.TensorInfo(name=spec.tensor_name, dtype=DTYPE_NUMBERS.get(spec.dtype, 0))
+    if not spec.has_shape:
+        return info
     if spec.shape is None:
         info.tensor_shape.unknown_rank = True
     else:
-        for d in spec.shape:
-            info.tensor_shape.dim.add(size=-1 if d is None else d)
+        names = spec.dim_names or ("",) * len(spec.shape)
+        for d, n in zip(spec.shape, names, strict=True):
+            info.tensor_shape.dim.add(size=-1 if d is None else d, name=n)
     return info
 
 
-def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
-    """A ``SignatureDefMap`` message for a servable's signatures."""
+def signature_def_map(servable: Servable) -> Any:
+    """A ``SignatureDefMap`` message for a servable: every SignatureDef of its MetaGraph."""
     from tensorflow.core.protobuf import meta_graph_pb2
     from tensorflow_serving.apis import get_model_metadata_pb2
 
     out = get_model_metadata_pb2.SignatureDefMap()
-    for name, sig in signatures.items():
+    meta = servable.meta_graph_def
+    if meta is not None:
+        for name, sig_def in meta.signature_def.items():
+            out.signature_def[name].CopyFrom(sig_def)
+        return out
+    for name, sig in servable.signatures.items():
         sd = out.signature_def[name]
         sd.method_name = sig.method_name
         for key, spec in sig.inputs.items():
@@ -220,26 +279,26 @@ def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
 
 
 def _serialized_examples(input_proto: Any) -> list[bytes]:
+    """The request's examples serialized as TF Serving serializes them: a context's bytes are
+    put before each example's."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
         examples = list(input_proto.example_list.examples)
-        context = None
+        context = b""
     elif kind == "example_list_with_context":
         examples = list(input_proto.example_list_with_context.examples)
-        context = input_proto.example_list_with_context.context
+        context = input_proto.example_list_with_context.context.SerializeToString()
     else:
-        raise InvalidInputError("the request's input holds no examples")
+        examples, context = [], b""
     if not examples:
-        raise InvalidInputError("the request's input holds no examples")
-    out = []
-    for ex in examples:
-        if context is not None:
-            merged = type(ex)()
-            merged.CopyFrom(context)
-            merged.MergeFrom(ex)
-            ex = merged
-        out.append(ex.SerializeToString())
-    return out
+        raise InvalidInputError(
+            "Input is empty.", hint="put the examples in input.example_list.examples"
+        )
+    return [context + ex.SerializeToString() for ex in examples]
+
+
+def _method(name: str) -> tfexample.Method | None:
+    return {CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}.get(name)  # type: ignore[return-value]
 
 
 def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
@@ -248,6 +307,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         classification_pb2,
         get_model_metadata_pb2,
         get_model_status_pb2,
+        inference_pb2,
         model_management_pb2,
         model_service_pb2_grpc,
         predict_pb2,
@@ -263,6 +323,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         inputs: dict[str, np.ndarray],
         size: int | None,
         spec: Any,
+        outputs: tuple[str, ...] | None = None,
     ) -> dict[str, np.ndarray]:
         name, version, label = _spec_target(spec)
         future = repo.submit(
@@ -274,31 +335,57 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
             version=version,
             label=label,
             loop=asyncio.get_running_loop(),
+            outputs=outputs,
         )
-        outputs: dict[str, np.ndarray] = await future
-        return outputs
+        result: dict[str, np.ndarray] = await future
+        return result
 
     def resolve(spec: Any) -> Servable:
         name, version, label = _spec_target(spec)
         if not name:
-            raise InvalidInputError("model_spec.name is empty")
+            raise InvalidInputError(
+                "ModelSpec has no name specified.", hint="name the model in model_spec.name"
+            )
         return repo.resolve(name, version, label)
 
-    def answer_spec(out: Any, servable: Servable, signature: str) -> None:
-        out.name = servable.name
+    def answer_spec(out: Any, request_spec: Any, servable: Servable, signature: str | None) -> None:
+        """TF Serving's ``MakeModelSpec``: the request's model name, the signature (the default
+        one when the request named none), the version that answered."""
+        out.name = request_spec.name
+        if signature is not None:
+            out.signature_name = signature or DEFAULT_SIGNATURE
         out.version.value = servable.version
-        out.signature_name = signature
 
-    async def run_examples(request: Any, kind: str, out_spec: Any) -> dict[str, np.ndarray]:
+    async def run_examples(request: Any, method: tfexample.Method, out_spec: Any) -> Any:
         """Run a Classify or Regress request's tf.Examples; fill the answer's model_spec."""
         servable = resolve(request.model_spec)
-        sig = wire.select_signature(servable.signatures, request.model_spec.signature_name or None)
-        key = examples_input(sig, kind)
+        sig = tfexample.examples_signature(
+            servable.signatures, request.model_spec.signature_name, method
+        )
+        key = tfexample.examples_input(sig, method)
         protos = _serialized_examples(request.input)
-        inputs = {key: np.array(protos, dtype=object)}
-        outputs = await run(servable, sig.name, inputs, len(protos), request.model_spec)
-        answer_spec(out_spec, servable, sig.name)
-        return outputs
+        outputs = await run(
+            servable,
+            sig.name,
+            {key: np.array(protos, dtype=object)},
+            len(protos),
+            request.model_spec,
+            tuple(tfexample.examples_outputs(method, sig)),
+        )
+        answer_spec(out_spec, request.model_spec, servable, sig.name)
+        if method == "classify":
+            return tfexample.classifications(outputs, len(protos))
+        return tfexample.regressions(outputs, len(protos))
+
+    def fill_classifications(out: Any, results: list[list[tuple[str, float]]]) -> None:
+        for row in results:
+            c = out.classifications.add()
+            for label, score in row:
+                c.classes.add(label=label, score=score)
+
+    def fill_regressions(out: Any, values: list[float]) -> None:
+        for value in values:
+            out.regressions.add(value=value)
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
         """tensorflow.serving.PredictionService."""
@@ -308,57 +395,138 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         @_rpc("Predict")
         async def Predict(self, request: Any, context: Any) -> Any:
             servable = resolve(request.model_spec)
-            sig = wire.select_signature(
-                servable.signatures, request.model_spec.signature_name or None
-            )
+            name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+            sig = servable.signatures.get(name)
+            if sig is None:
+                raise SignatureNotFoundError(
+                    f'Serving signature key "{name}" not found.',
+                    code="FAILED_PRECONDITION",
+                    hint=f"the model has: {', '.join(sorted(servable.signatures)) or 'none'}",
+                )
+            wire.check_predict_method(sig)
             inputs, size = tensors_to_inputs(request.inputs, sig)
-            outputs = await run(servable, sig.name, inputs, size, request.model_spec)
-            wanted = list(request.output_filter) or list(outputs)
-            unknown = [k for k in wanted if k not in outputs]
-            if unknown:
-                raise InvalidInputError(f"output_filter names unknown outputs {unknown}")
+            wanted = _output_filter(request.output_filter, sig)
+            try:
+                outputs = await run(servable, sig.name, inputs, size, request.model_spec, wanted)
+            except PredictionError as exc:
+                raise _explain_grpc(sig, inputs, exc) from exc
             response = predict_pb2.PredictResponse()
-            answer_spec(response.model_spec, servable, sig.name)
-            for key in wanted:
+            answer_spec(response.model_spec, request.model_spec, servable, sig.name)
+            for key in wanted or tuple(sig.outputs):
                 fill_tensor_proto(response.outputs[key], outputs[key])
             return response
 
         @_rpc("Classify")
         async def Classify(self, request: Any, context: Any) -> Any:
             response = classification_pb2.ClassificationResponse()
-            outputs = await run_examples(request, "classify", response.model_spec)
-            for row in tfexample.classify_results(outputs):
-                c = response.result.classifications.add()
-                for label, score in row:
-                    c.classes.add(label=label, score=score)
+            results = await run_examples(request, "classify", response.model_spec)
+            fill_classifications(response.result, results)
             return response
 
         @_rpc("Regress")
         async def Regress(self, request: Any, context: Any) -> Any:
             response = regression_pb2.RegressionResponse()
-            outputs = await run_examples(request, "regress", response.model_spec)
-            for value in tfexample.regress_results(outputs):
-                response.result.regressions.add(value=value)
+            values = await run_examples(request, "regress", response.model_spec)
+            fill_regressions(response.result, values)
             return response
+
+        @_rpc("MultiInference")
+        async def MultiInference(self, request: Any, context: Any) -> Any:
+            first = request.tasks[0].model_spec if request.tasks else None
+            if first is None:
+                raise InvalidInputError(
+                    "the MultiInferenceRequest has no tasks", hint="add a classify or regress task"
+                )
+            return await multi_inference(request, resolve(first))
 
         @_rpc("GetModelMetadata")
         async def GetModelMetadata(self, request: Any, context: Any) -> Any:
-            servable = resolve(request.model_spec)
+            if not request.HasField("model_spec"):
+                raise InvalidInputError("Missing ModelSpec")
             fields = list(request.metadata_field)
-            if fields != ["signature_def"]:
+            if not fields:
                 raise InvalidInputError(
-                    "metadata_field must be exactly ['signature_def'] (the only metadata served)"
+                    "GetModelMetadataRequest must specify at least one metadata_field",
+                    hint="ask for metadata_field ['signature_def']",
                 )
+            for field in fields:
+                if field != "signature_def":
+                    raise InvalidInputError(
+                        f"Metadata field {field} is not supported",
+                        hint="ask for metadata_field ['signature_def'], the one served",
+                    )
+            servable = resolve(request.model_spec)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
-            answer_spec(response.model_spec, servable, "")
-            response.metadata["signature_def"].Pack(signature_def_map(servable.signatures))
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+            response.metadata["signature_def"].Pack(signature_def_map(servable))
             return response
 
-        async def MultiInference(self, request: Any, context: Any) -> Any:
-            """Not offered: answers UNIMPLEMENTED."""
-            import grpc
-
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not supported")
+    async def multi_inference(request: Any, servable: Servable) -> Any:
+        """TF Serving's ``TensorFlowMultiInferenceRunner::Infer``: classify and regress tasks
+        on one model, all reading the same input tensor, from one set of examples."""
+        model_name = ""
+        seen: set[str] = set()
+        plans: list[tuple[Any, Signature, tfexample.Method]] = []
+        input_tensor = ""
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise InvalidInputError("Found ModelSpec with an empty model name.")
+            if model_name and task.model_spec.name != model_name:
+                raise InvalidInputError(
+                    "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+                )
+            model_name = task.model_spec.name
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if name in seen:
+                raise InvalidInputError(f"Duplicate evaluation of signature: {name}")
+            seen.add(name)
+            sig = servable.signatures.get(name)
+            if sig is None:
+                raise SignatureNotFoundError(
+                    f"Requested signature not found in model graph: {name}",
+                    hint=f"the model has: {', '.join(sorted(servable.signatures)) or 'none'}",
+                )
+            method = _method(task.method_name)
+            if method is None:
+                raise TfdeployError(
+                    f"Unsupported signature method_name: {task.method_name}",
+                    code="UNIMPLEMENTED",
+                    hint=f"MultiInference runs {CLASSIFY_METHOD} and {REGRESS_METHOD} tasks",
+                )
+            key = tfexample.examples_input(sig, method)
+            tensor = sig.inputs[key].tensor_name
+            if input_tensor and tensor != input_tensor:
+                raise InvalidInputError("Input tensor must be the same for all Signatures.")
+            input_tensor = tensor
+            plans.append((task, sig, method))
+        if not plans:
+            raise InvalidInputError(
+                "the MultiInferenceRequest has no tasks", hint="add a classify or regress task"
+            )
+        protos = _serialized_examples(request.input)
+        inputs = {"inputs": np.array(protos, dtype=object)}
+        response = inference_pb2.MultiInferenceResponse()
+        for task, sig, method in plans:
+            outputs = await run(
+                servable,
+                sig.name,
+                inputs,
+                len(protos),
+                task.model_spec,
+                tuple(tfexample.examples_outputs(method, sig)),
+            )
+            result = response.results.add()
+            answer_spec(result.model_spec, task.model_spec, servable, sig.name)
+            if method == "classify":
+                fill_classifications(
+                    result.classification_result, tfexample.classifications(outputs, len(protos))
+                )
+            else:
+                fill_regressions(
+                    result.regression_result, tfexample.regressions(outputs, len(protos))
+                )
+        return response
 
     class ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
         """tensorflow.serving.ModelService."""
@@ -367,6 +535,10 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
 
         @_rpc("GetModelStatus")
         async def GetModelStatus(self, request: Any, context: Any) -> Any:
+            if not request.HasField("model_spec"):
+                raise InvalidInputError(
+                    "Missing ModelSpec", hint="name the model in model_spec.name"
+                )
             name, version, label = _spec_target(request.model_spec)
             response = get_model_status_pb2.GetModelStatusResponse()
             state_enum = get_model_status_pb2.ModelVersionStatus.State
@@ -388,6 +560,39 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
             return response
 
     return PredictionService(), ModelService()
+
+
+def _output_filter(names: Any, sig: Signature) -> tuple[str, ...] | None:
+    """The outputs a Predict fetches: its ``output_filter``, checked as TF Serving checks it."""
+    wanted: list[str] = []
+    for alias in names:
+        if alias not in sig.outputs:
+            raise InvalidInputError(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be in "
+                f"the set {{{','.join(sorted(sig.outputs))}}}."
+            )
+        if alias in wanted:
+            raise InvalidInputError(f"duplicate output tensor alias: {alias}")
+        wanted.append(alias)
+    return tuple(wanted) or None
+
+
+def _explain_grpc(
+    sig: Signature, inputs: Mapping[str, np.ndarray], error: PredictionError
+) -> TfdeployError:
+    """A model's refusal of a tensor whose shape differs from the declared one, explained."""
+    bad = wire.shape_mismatches(sig, inputs)
+    if not bad or error.code != "INVALID_ARGUMENT":
+        return error
+    reason = error.message.removeprefix("the model failed on this input: ")
+    parts = [
+        f"input {k!r} expects {sig.inputs[k].dtype} of shape {sig.inputs[k].shape_text()}; "
+        f"got shape {list(inputs[k].shape)}"
+        for k in bad
+    ]
+    return InvalidInputError(
+        "; ".join(parts) + f" (the model refused it: {reason})", hint=wire.signature_hint(sig)
+    )
 
 
 class GrpcServer:

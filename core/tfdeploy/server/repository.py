@@ -168,15 +168,21 @@ class Servable:
         """The version's serving signatures."""
         return self._signatures
 
+    @property
+    def meta_graph_def(self) -> Any:
+        """The ``MetaGraphDef`` TensorFlow loaded (``None`` for a model that has none)."""
+        return getattr(self.model, "meta_graph_def", None)
+
     def submit(
         self,
         signature: str,
         inputs: Mapping[str, np.ndarray],
         size: int | None,
         loop: asyncio.AbstractEventLoop | None = None,
+        outputs: tuple[str, ...] | None = None,
     ) -> Any:
         """Queue a prepared request; see :meth:`Batcher.submit`."""
-        return self.batcher.submit(signature, inputs, size, loop=loop)
+        return self.batcher.submit(signature, inputs, size, loop=loop, outputs=outputs)
 
 
 @dataclass
@@ -458,12 +464,11 @@ class ModelRepository:
             raise InvalidInputError("a request may name a version or a label, not both")
         with self._lock:
             model = self._models.get(name)
-            if model is None:
-                raise ServableNotFoundError(f"Servable not found for request: Latest({name})")
             if label is not None:
-                if label not in model.config.labels:
-                    raise ServableNotFoundError(f"Unrecognized servable version label: {label}")
-                version = model.config.labels[label]
+                version = _label_version(model, label)
+            if model is None:
+                what = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+                raise ServableNotFoundError(f"Servable not found for request: {what}")
             if version is not None:
                 status = model.versions.get(version)
                 if status is None or status.servable is None or status.state != "AVAILABLE":
@@ -491,15 +496,18 @@ class ModelRepository:
         version: int | None = None,
         label: str | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        outputs: tuple[str, ...] | None = None,
     ) -> Any:
         """Queue a request on ``servable``; if it was unloaded meanwhile, on what serves now.
 
         Returns a future: an asyncio future of ``loop`` when given, else a concurrent one.
+        ``outputs`` names the outputs to fetch (all of the signature's by default).
         """
         try:
-            return servable.submit(signature, inputs, size, loop)
+            return servable.submit(signature, inputs, size, loop, outputs)
         except ClosedError:
-            return self.resolve(name, version, label).submit(signature, inputs, size, loop)
+            retry = self.resolve(name, version, label)
+            return retry.submit(signature, inputs, size, loop, outputs)
 
     def run(
         self,
@@ -525,15 +533,26 @@ class ModelRepository:
         """TF Serving's model status: every version (newest first), or the one asked for."""
         with self._lock:
             model = self._models.get(name)
-            if model is None or not model.versions:
-                raise ServableNotFoundError(f"Could not find any versions of model {name}")
             if label is not None:
-                if label not in model.config.labels:
-                    raise ServableNotFoundError(f"Unrecognized servable version label: {label}")
-                version = model.config.labels[label]
+                version = _label_version(model, label)
+            if model is None or not model.versions:
+                if version is not None:
+                    raise ServableNotFoundError(f"Could not find version {version} of model {name}")
+                raise ServableNotFoundError(f"Could not find any versions of model {name}")
             if version is not None:
                 status = model.versions.get(version)
                 if status is None:
                     raise ServableNotFoundError(f"Could not find version {version} of model {name}")
                 return [status]
             return sorted(model.versions.values(), key=lambda s: -s.version)
+
+
+def _label_version(model: _Model | None, label: str) -> int:
+    """The version a label names; an unknown label is INVALID_ARGUMENT, as in TF Serving."""
+    if model is None or label not in model.config.labels:
+        raise ServableNotFoundError(
+            f"Unrecognized servable version label: {label}",
+            code="INVALID_ARGUMENT",
+            hint="use a label of the model config's version_labels, or a version number",
+        )
+    return model.config.labels[label]

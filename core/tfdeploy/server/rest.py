@@ -1,8 +1,11 @@
 """The HTTP side of ``tfdeploy serve``: one ASGI application, three audiences.
 
-- R tfdeploy / Posit Connect: ``POST /<signature>/predict[/]``, ``/openapi.json`` (also
+- R tfdeploy / Posit Connect: ``POST /<signature>/predict[/]``, answered in the R package's
+  format (every output keyed by name, one object per instance), ``/openapi.json`` (also
   ``/swagger.json``) and the docs page at ``/``.
-- TF Serving REST: ``/v1/models/<name>[/versions/<v>|/labels/<l>][/metadata|:predict|:classify|:regress]``.
+- TF Serving REST: ``/v1/models/<name>[/versions/<v>|/labels/<l>][/metadata|:predict|:classify|:regress]``,
+  parsed as TF Serving's REST handler parses it: every other ``/v1/`` path or method is a 400
+  ``Malformed request``.
 - Operations: ``/healthz``, ``/metrics``, and ``POST /_noop`` (parses the body like a predict
   and answers at once: the baseline the benchmarks compare predict against).
 
@@ -18,6 +21,7 @@ import asyncio
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import Any
@@ -26,11 +30,11 @@ import numpy as np
 
 from tfdeploy.errors import (
     InvalidInputError,
+    PredictionError,
     RequestTooLargeError,
-    ServableNotFoundError,
+    SignatureNotFoundError,
     TfdeployError,
 )
-from tfdeploy.model.signatures import CLASSIFY_METHOD, REGRESS_METHOD, Signature
 from tfdeploy.predict import tfexample, wire
 from tfdeploy.server import openapi
 from tfdeploy.server.repository import ModelRepository, Servable
@@ -47,11 +51,19 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Bodies larger than this are parsed and answered on a worker thread, off the event loop.
 OFFLOAD_BYTES = 64 * 1024
 
-_TFS = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)"
-    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[A-Za-z0-9_]+))?"
-    r"(?:(?P<meta>/metadata)|:(?P<verb>predict|classify|regress))?/?$"
+# TF Serving's REST handler's routes (http_rest_api_util.cc), matched on the raw path.
+_TFS_PREFIX = re.compile(r"/v1/", re.IGNORECASE)
+_TFS_POST = re.compile(
+    r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r":(?P<verb>classify|regress|predict)",
+    re.IGNORECASE,
 )
+_TFS_GET = re.compile(
+    r"/v1/models(?:/(?P<name>[^/:]+))?(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:/(?P<meta>metadata))?",
+    re.IGNORECASE,
+)
+_INT64_MAX = 2**63 - 1
 _PREDICT = re.compile(r"^/(?P<signature>[^/]+)/predict/?$")
 _JSON = [(b"content-type", b"application/json")]
 _STATIC_TYPES = {
@@ -159,18 +171,16 @@ class RestApp:
     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
         path: str = scope["path"]
         method: str = scope["method"]
-        if path.startswith("/v1/models/"):
-            match = _TFS.match(path)
-            if match is None:
-                if "/versions/" in path and "/labels/" in path:
-                    raise InvalidInputError("a request may name a version or a label, not both")
-                raise HttpError(404, f"Malformed request: {method} {path}")
-            return await self._tf_serving(match, method, scope, receive)
+        if _TFS_PREFIX.match(path):
+            raw_path = scope.get("raw_path")
+            return await self._tf_serving(
+                raw_path.decode("latin-1") if raw_path else path, method, scope, receive
+            )
         match = _PREDICT.match(path)
         if match is not None:
             self._method(method, "POST")
             raw = await self._body(scope, receive)
-            answer = await self._predict(raw, None, None, None, match["signature"])
+            answer = await self._predict(raw, None, None, None, match["signature"], dialect="r")
             return "predict", 200, _JSON, answer
         if path == "/_noop":
             self._method(method, "POST")
@@ -232,17 +242,21 @@ class RestApp:
         version: int | None,
         label: str | None,
         path_signature: str | None,
+        *,
+        dialect: wire.Dialect = "tf_serving",
     ) -> bytes:
         repo = self.repository
-        servable = repo.resolve(name, version, label)
         offload = len(raw) > OFFLOAD_BYTES
         loop = asyncio.get_running_loop()
+        # As TF Serving: the body is parsed before the servable is looked up.
         if offload:
-            request = await loop.run_in_executor(
-                None, _prepare, raw, servable.signatures, path_signature
+            servable, request = await loop.run_in_executor(
+                None, _prepare, raw, repo, (name, version, label), path_signature, dialect
             )
         else:
-            request = _prepare(raw, servable.signatures, path_signature)
+            servable, request = _prepare(raw, repo, (name, version, label), path_signature, dialect)
+        if dialect == "tf_serving":
+            wire.check_predict_method(request.signature)
         future = repo.submit(
             servable,
             request.signature.name,
@@ -253,60 +267,72 @@ class RestApp:
             label=label,
             loop=loop,
         )
-        outputs = await future
+        try:
+            outputs = await future
+        except PredictionError as exc:
+            raise wire.explain_refusal(request, exc) from exc
+        keyed = dialect == "r"
         if offload or (request.batch_size or 0) > 64:
-            return await loop.run_in_executor(None, _encode, outputs, request)
-        return _encode(outputs, request)
+            return await loop.run_in_executor(None, _encode, outputs, request, keyed)
+        return _encode(outputs, request, keyed)
 
     async def _examples(
         self, raw: bytes, name: str, version: int | None, label: str | None, verb: str
     ) -> bytes:
         repo = self.repository
+        method: tfexample.Method = "classify" if verb == "classify" else "regress"
+        body = _request_object(raw)
+        protos = tfexample.examples_to_protos(body, method)
         servable = repo.resolve(name, version, label)
-        body = wire.loads(raw)
-        requested = body.get("signature_name") if isinstance(body, dict) else None
-        if requested is not None and not isinstance(requested, str):
-            raise InvalidInputError("signature_name must be a string")
-        signature = wire.select_signature(servable.signatures, requested)
-        key = examples_input(signature, verb)
-        protos = tfexample.examples_to_protos(body)
-        inputs = {key: np.array(protos, dtype=object)}
+        signature = tfexample.examples_signature(
+            servable.signatures, body.get("signature_name"), method
+        )
+        key = tfexample.examples_input(signature, method)
         future = repo.submit(
             servable,
             signature.name,
-            inputs,
+            {key: np.array(protos, dtype=object)},
             len(protos),
             name=name,
             version=version,
             label=label,
             loop=asyncio.get_running_loop(),
+            outputs=tuple(tfexample.examples_outputs(method, signature)),
         )
         outputs = await future
-        if verb == "classify":
-            return wire.dumps({"results": tfexample.classify_results(outputs)})
-        return wire.dumps({"results": tfexample.regress_results(outputs)})
+        if method == "classify":
+            return wire.dumps(
+                tfexample.classify_json(tfexample.classifications(outputs, len(protos)))
+            )
+        return wire.dumps(tfexample.regress_json(tfexample.regressions(outputs, len(protos))))
 
     # --- TF Serving -----------------------------------------------------------------------
 
     async def _tf_serving(
-        self, match: re.Match[str], method: str, scope: Scope, receive: Receive
+        self, path: str, method: str, scope: Scope, receive: Receive
     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
-        name = match["name"]
-        version = int(match["version"]) if match["version"] is not None else None
-        label = match["label"]
-        verb = match["verb"]
-        if verb is not None:
-            self._method(method, "POST")
+        """TF Serving's REST handler: parse the route as it does, then answer."""
+        match = None
+        if method == "POST":
+            match = _TFS_POST.fullmatch(path)
+            if match is not None and match["verb"] not in ("predict", "classify", "regress"):
+                match = None  # the route matches case-insensitively, the verb dispatch does not
+        elif method == "GET":
+            match = _TFS_GET.fullmatch(path)
+        if match is None:
+            raise InvalidInputError(f"Malformed request: {method} {scope['path']}")
+        name = _unquote(match["name"] or "", "model name")
+        version = _version(match["version"])
+        label = _unquote(match["label"], "model version label") if match["label"] else None
+        if method == "POST":
             raw = await self._body(scope, receive)
+            verb = match["verb"]
             if verb == "predict":
-                return (
-                    "tfs_predict",
-                    200,
-                    _JSON,
-                    await self._predict(raw, name, version, label, None),
-                )
+                answer = await self._predict(raw, name, version, label, None)
+                return "tfs_predict", 200, _JSON, answer
             return f"tfs_{verb}", 200, _JSON, await self._examples(raw, name, version, label, verb)
-        self._method(method, "GET", "HEAD")
+        if not name:
+            raise InvalidInputError("Missing model name in request.")
         if match["meta"]:
             servable = self.repository.resolve(name, version, label)
             return "tfs_metadata", 200, _JSON, wire.dumps(metadata(servable))
@@ -345,46 +371,95 @@ class RestApp:
         return "health", 200 if ready else 503, _JSON, wire.dumps(body)
 
 
-def _prepare(raw: bytes, signatures: Any, path_signature: str | None) -> wire.PreparedRequest:
-    return wire.prepare(wire.loads(raw), signatures, signature_name=path_signature)
+def _unquote(text: str, what: str) -> str:
+    """A path part percent-decoded, as TF Serving decodes model names and labels."""
+    try:
+        return urllib.parse.unquote(text, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"Failed to decode {what}:{text}") from exc
 
 
-def _encode(outputs: dict[str, np.ndarray], request: wire.PreparedRequest) -> bytes:
-    return wire.encode_answer(outputs, request.format, request.batch_size)
+def _version(text: str | None) -> int | None:
+    """A version from the path; one that overflows int64 is refused as TF Serving refuses it."""
+    if text is None:
+        return None
+    version = int(text)
+    if version > _INT64_MAX:
+        raise InvalidInputError(f"Failed to convert version: {text} to numeric.")
+    return version
 
 
-def examples_input(signature: Signature, verb: str) -> str:
-    """The input of a classify/regress signature that takes serialized ``tf.Example`` protos."""
-    method = CLASSIFY_METHOD if verb == "classify" else REGRESS_METHOD
-    strings = [k for k, s in signature.inputs.items() if s.dtype == "DT_STRING"]
-    if len(signature.inputs) != 1 or len(strings) != 1:
+def _request_object(raw: bytes) -> Any:
+    """The JSON body of a request: TF Serving's errors for an empty or non-object body."""
+    if not raw.strip():
         raise InvalidInputError(
-            f"signature {signature.name!r} cannot {verb}: it needs one input of serialized "
-            f"tf.Example strings (method {method}), and has {signature.method_name}",
-            hint=f"name a signature whose method is {method}",
+            "JSON Parse error: The document is empty",
+            hint='send a JSON object such as {"instances": [...]}',
         )
-    if signature.method_name not in (method, "tensorflow/serving/predict", ""):
-        raise InvalidInputError(
-            f"Expected {verb} signature method_name to be {method}. Was: {signature.method_name}"
-        )
-    return strings[0]
+    try:
+        return wire.loads(raw)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"JSON Parse error: {exc.message}", hint=exc.hint) from exc
+
+
+def _prepare(
+    raw: bytes,
+    repository: ModelRepository,
+    target: tuple[str | None, int | None, str | None],
+    path_signature: str | None,
+    dialect: wire.Dialect,
+) -> tuple[Servable, wire.PreparedRequest]:
+    body = _request_object(raw)
+    servable = repository.resolve(*target)
+    return servable, _prepare_body(body, servable.signatures, path_signature, dialect)
+
+
+def _prepare_body(
+    body: Any, signatures: Any, path_signature: str | None, dialect: wire.Dialect
+) -> wire.PreparedRequest:
+    if dialect == "r":
+        name = body.get("signature_name", path_signature) if isinstance(body, dict) else None
+        if isinstance(name, str) and name not in signatures:
+            raise SignatureNotFoundError(
+                f"Signature '{name}' not available in model signatures. Available signatures: "
+                f"{','.join(sorted(signatures))}.",
+                code="NOT_FOUND",
+                hint="post to /<signature>/predict with one of the model's signatures",
+            )
+    return wire.prepare(body, signatures, signature_name=path_signature, dialect=dialect)
+
+
+def _encode(outputs: dict[str, np.ndarray], request: wire.PreparedRequest, keyed: bool) -> bytes:
+    return wire.encode_answer(outputs, request.format, keyed=keyed)
 
 
 def metadata(servable: Servable) -> dict[str, Any]:
-    """TF Serving's ``/metadata`` answer for one servable."""
-    if not servable.signatures:
-        raise ServableNotFoundError(f"model {servable.name} has no serving signatures")
+    """TF Serving's ``/metadata`` answer for one servable.
+
+    Every SignatureDef of its serving MetaGraph (TensorFlow's internal init-op signature
+    included, as TF Serving lists it), printed as TF Serving prints it: protobuf's JSON with
+    the proto field names and every field without presence, so ``"defaults": {}`` too.
+    """
     return {
         "model_spec": {
             "name": servable.name,
             "signature_name": "",
             "version": str(servable.version),
         },
-        "metadata": {
-            "signature_def": {
-                "signature_def": {
-                    name: sig.to_tf_serving() for name, sig in servable.signatures.items()
-                }
-            }
-        },
+        "metadata": {"signature_def": {"signature_def": signature_defs_json(servable)}},
+    }
+
+
+def signature_defs_json(servable: Servable) -> dict[str, Any]:
+    """The servable's SignatureDefs as protobuf JSON (from its loaded MetaGraphDef)."""
+    meta = servable.meta_graph_def
+    if meta is None:
+        return {name: sig.to_tf_serving() for name, sig in servable.signatures.items()}
+    from google.protobuf import json_format
+
+    return {
+        name: json_format.MessageToDict(
+            sig, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        for name, sig in sorted(meta.signature_def.items())
     }

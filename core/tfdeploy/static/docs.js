@@ -1,5 +1,7 @@
-// The docs page of `tfdeploy serve`: reads /openapi.json and offers, for every signature,
-// its inputs, an example request that can be edited and sent, and the answer.
+// The docs page of `tfdeploy serve`: reads /openapi.json and offers, for every predict route
+// (the R package's /<signature>/predict and TF Serving's /v1/models/<name>:predict), the
+// signature's inputs and outputs, how that route answers, an example request keyed by input
+// name that can be edited and sent, and the answer.
 "use strict";
 
 function el(tag, attrs, ...children) {
@@ -47,9 +49,14 @@ async function send(path, textarea, output, status) {
   }
 }
 
-function signatureSection(path, operation) {
+function routeSection(path, operation) {
   const sig = operation["x-signature"];
   const example = operation.requestBody.content["application/json"].example;
+  const answer = operation.responses["200"];
+  const answerExample = answer.content["application/json"].example;
+  const format = operation["x-answer-format"] === "r"
+    ? "R package format: every output keyed by its name"
+    : "TF Serving format: a bare value for one output, keyed by name for several";
   const textarea = el("textarea", { class: "request", spellcheck: "false" });
   textarea.value = pretty(example);
   const output = el("pre", { class: "response" });
@@ -59,10 +66,15 @@ function signatureSection(path, operation) {
   const b64 = sig.inputs.some((t) => t.dtype === "DT_STRING")
     ? el("p", {}, "Binary string values may be sent as ", el("code", {}, '{"b64": "..."}'), ".")
     : "";
-  return el("section", { class: "signature", "data-signature": sig.name },
+  return el("section", {
+      class: "route", "data-signature": sig.name, "data-path": path,
+      "data-format": operation["x-answer-format"],
+    },
     el("h2", {}, "POST ", el("code", {}, path)),
     el("p", {}, "Signature ", el("code", {}, sig.name), " (" + (sig.method_name || "predict") + ")"),
     tensorTable("inputs", sig.inputs), tensorTable("outputs", sig.outputs), b64,
+    el("p", { class: "answer-format" }, "Answers in the " + format + ", e.g. ",
+      el("code", { class: "answer-example" }, JSON.stringify(answerExample))),
     textarea, button, " ", status, output);
 }
 
@@ -78,11 +90,15 @@ async function main() {
     return;
   }
   document.getElementById("title").textContent = spec.info.title;
-  description.textContent = spec.info.description + " TF Serving clients can also use /v1/models/….";
-  for (const [path, item] of Object.entries(spec.paths)) {
-    if (item.post && item.post["x-signature"] && !path.startsWith("/v1/")) {
-      container.append(signatureSection(path, item.post));
-    }
+  document.title = spec.info.title + " · tfdeploy serve";
+  description.textContent = spec.info.description +
+    " The R package's routes come first, then TF Serving's; TF Serving clients can also use" +
+    " /v1/models/… for status, metadata, classify and regress.";
+  const routes = Object.entries(spec.paths)
+    .filter(([, item]) => item.post && item.post["x-signature"])
+    .sort(([a], [b]) => Number(a.startsWith("/v1/")) - Number(b.startsWith("/v1/")));
+  for (const [path, item] of routes) {
+    container.append(routeSection(path, item.post));
   }
   document.body.setAttribute("data-ready", "true");
 }

@@ -209,7 +209,7 @@ class GrpcClient:
             request.inputs[key].CopyFrom(to_tensor(array))
         response = self._call(protos.PREDICT, request, protos.PredictResponse, "Predict")
         outputs = {k: from_tensor(v) for k, v in sorted(response.outputs.items())}
-        return wire.answer(outputs, prepared.format, prepared.batch_size)
+        return wire.answer(outputs, prepared.format)
 
     def close(self) -> None:
         """Close the channel."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from tfdeploy.plugin import (
     SAVED_MODEL_PB,
+    SAVED_MODEL_PBTXT,
     DependencyError,
     Manifest,
     Progress,
@@ -81,10 +82,15 @@ def open_store(base_path: str, model_name: str, *, project: str | None = None) -
     return LocalStore(Path(base_path).expanduser() / model_name)
 
 
+#: The files whose presence makes a version loadable (TF Serving reads either).
+MARKERS = (SAVED_MODEL_PB, SAVED_MODEL_PBTXT)
+
+
 def files_to_copy(model_dir: Path) -> list[Path]:
-    """The files of a SavedModel, ``saved_model.pb`` last, without an old tfdeploy manifest."""
+    """The files of a SavedModel, ``saved_model.pb`` (or ``.pbtxt``) last, without an old
+    tfdeploy manifest."""
     files = [f for f in model_files(model_dir) if f != model_dir / MANIFEST_PATH]
-    return sorted(files, key=lambda f: f == model_dir / SAVED_MODEL_PB)
+    return sorted(files, key=lambda f: f.parent == model_dir and f.name in MARKERS)
 
 
 class LocalStore(Store):
@@ -277,8 +283,8 @@ class GCSStore(Store):
     def _remove_partial(self) -> None:
         for name in self._children():
             if name.isdigit():
-                pb = self.bucket.blob(f"{self.prefix}{name}/{SAVED_MODEL_PB}")
-                if not self._call("checking a version", pb.exists):
+                markers = [self.bucket.blob(f"{self.prefix}{name}/{m}") for m in MARKERS]
+                if not any(self._call("checking a version", pb.exists) for pb in markers):
                     self._delete_prefix(f"{self.prefix}{name}/")
 
     def _delete_prefix(self, prefix: str) -> None:
@@ -316,8 +322,8 @@ class GCSStore(Store):
                     final + rel,
                 )
         except BaseException:
-            pb = self.bucket.blob(final + SAVED_MODEL_PB)
-            if not _quiet(pb.exists):
+            markers = [self.bucket.blob(final + m) for m in MARKERS]
+            if not any(_quiet(pb.exists) for pb in markers):
                 _quiet(self._delete_prefix, final)
             raise
         finally:
@@ -329,8 +335,8 @@ class GCSStore(Store):
         src = f"{self.prefix}{version}/"
         dest = f"{self.prefix}{RETIRED}{version}-{int(time.time() * 1000)}/"
         blobs, _ = self._list(src)
-        # saved_model.pb goes first, so the version stops being loadable at once.
-        blobs.sort(key=lambda b: not b.name.endswith("/" + SAVED_MODEL_PB))
+        # saved_model.pb(txt) goes first, so the version stops being loadable at once.
+        blobs.sort(key=lambda b: b.name[len(src) :] not in MARKERS)
         for blob in blobs:
             self._call(
                 "copying", self.bucket.copy_blob, blob, self.bucket, dest + blob.name[len(src) :]
