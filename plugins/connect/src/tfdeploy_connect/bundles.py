@@ -27,6 +27,7 @@ archive's bytes depend on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -99,9 +100,15 @@ class BuildPlan:
         return hashlib.sha256(canonical).hexdigest()[:32]
 
 
-def plan_bundle(bundle: Bundle, *, mode: Mode, python: str | None = None) -> BuildPlan:
-    """What the Connect bundle of ``bundle`` holds in ``mode`` (``python``: mode app only)."""
-    manifest = bundle.manifest
+def plan_bundle(
+    bundle: Bundle, *, mode: Mode, model_name: str | None = None, python: str | None = None
+) -> BuildPlan:
+    """What the Connect bundle of ``bundle`` holds in ``mode`` (``python``: mode app only).
+
+    In mode app the bundled app serves the model as ``model_name`` (the target's name for it,
+    which its TF Serving route ``v1/models/<name>`` carries; default: the bundle's name).
+    """
+    manifest = dataclasses.replace(bundle.manifest, name=model_name or bundle.manifest.name)
     if mode == "tensorflow":
         return BuildPlan(mode, manifest.digest, str(manifest.version), {}, None, None)
     requirements = pinned_requirements(manifest.tensorflow_version)

@@ -263,7 +263,9 @@ class ConnectTarget(Target[ConnectConfig]):
 
     def plan(self, bundle: Bundle) -> Plan:
         """What a deploy would change: content, settings, environment, the bundle to serve."""
-        build = plan_bundle(bundle, mode=self.config.mode, python=self.config.python)
+        build = plan_bundle(
+            bundle, mode=self.config.mode, model_name=self.model_name, python=self.config.python
+        )
         digest = bundle.manifest.digest
         state = self._state()
         if state is not None:
@@ -295,7 +297,9 @@ class ConnectTarget(Target[ConnectConfig]):
 
     def deploy(self, bundle: Bundle) -> DeployResult:
         """Publish ``bundle``: upload it (unless Connect holds it), deploy it, wait for the task."""
-        build = plan_bundle(bundle, mode=self.config.mode, python=self.config.python)
+        build = plan_bundle(
+            bundle, mode=self.config.mode, model_name=self.model_name, python=self.config.python
+        )
         digest = bundle.manifest.digest
         state = self._state(create_for=build)
         assert state is not None
@@ -501,8 +505,10 @@ class ConnectTarget(Target[ConnectConfig]):
         return f"{task.get('id')}: failed (code {task.get('code')}): {task.get('error')}"
 
     def predict(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Predict through the content URL's ``<signature>/predict``, the route both tfdeploy's
-        app (the R package's route) and Connect's TensorFlow hosting answer."""
+        """Predict through the content URL: in mode app, tfdeploy's app's TF Serving route
+        (``v1/models/<name>:predict``, which answers in the shared contract; its R-package
+        route answers every output keyed by name); in mode tensorflow, Connect's
+        ``<signature>/predict``."""
         from tfdeploy_connect.client import refused_key, ssl_context
 
         if self._content_url is None:
@@ -513,8 +519,11 @@ class ConnectTarget(Target[ConnectConfig]):
                 )
             self._content_url = str(content["content_url"]).rstrip("/") + "/"
         body = dict(request)
-        signature = str(body.pop("signature_name", None) or DEFAULT_SIGNATURE)
-        url = f"{self._content_url}{quote(signature, safe='')}/predict"
+        if self.config.mode == "app":
+            url = f"{self._content_url}v1/models/{quote(self.model_name, safe='')}:predict"
+        else:
+            signature = str(body.pop("signature_name", None) or DEFAULT_SIGNATURE)
+            url = f"{self._content_url}{quote(signature, safe='')}/predict"
         if self._ssl is None and self.config.server.startswith("https:"):
             self._ssl = ssl_context(self.config)
         headers = {"Authorization": f"Key {self.config.api_key.get_secret_value()}"}
