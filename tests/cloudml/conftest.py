@@ -139,3 +139,40 @@ def digits_uri(staging_bucket: Any, digits_savedmodel: Path) -> str:
 def digits_changed_uri(staging_bucket: Any, digits_savedmodel_changed: Path) -> str:
     """The changed digits SavedModel (same predictions, another digest) staged in the emulator."""
     return stage(staging_bucket, digits_savedmodel_changed, "digits/2")
+
+
+def cloudml_config(fake: FakeVertex, **settings: Any) -> Any:
+    """Settings of a ``cloudml`` target talking to the fake, anonymously, without poll pauses."""
+    from tfdeploy_cloudml import CloudMLConfig
+
+    base: dict[str, Any] = {
+        "project": fake.project,
+        "region": fake.location,
+        "staging_bucket": f"gs://{STAGING_BUCKET}",
+        "api_endpoint": fake.url,
+        "anonymous": True,
+        "poll_interval": 0,
+    }
+    return CloudMLConfig(**{**base, **settings})
+
+
+@pytest.fixture
+def make_cloudml(vertex: FakeVertex, staging_bucket: Any) -> Any:
+    """``make(model_name, progress=None, **settings)``: a cloudml target against the fake."""
+    from tfdeploy_cloudml import CloudMLTarget
+
+    made: list[Any] = []
+
+    def make(model_name: str, progress: Any = None, **settings: Any) -> Any:
+        target = CloudMLTarget(
+            cloudml_config(vertex, **settings),
+            name="cloudml",
+            model_name=model_name,
+            progress=progress,
+        )
+        made.append(target)
+        return target
+
+    yield make
+    for target in made:
+        target.close()
