@@ -176,3 +176,47 @@ def make_cloudml(vertex: FakeVertex, staging_bucket: Any) -> Any:
     yield make
     for target in made:
         target.close()
+
+
+class Recorder:
+    """A Progress that remembers what a target reported."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.advances: list[tuple[int, int]] = []
+        self.heartbeats: list[float] = []
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def advance(self, done: int, total: int) -> None:
+        self.advances.append((done, total))
+
+    def log(self, line: str) -> None:
+        self.steps.append(line)
+
+    def heartbeat(self, waited: float) -> None:
+        self.heartbeats.append(waited)
+
+
+def serving(fake: FakeVertex, endpoint_name: str) -> dict[tuple[str, str], int]:
+    """What an endpoint serves: {(model id, version id): traffic percent} for shares above 0."""
+    try:
+        endpoint = fake.endpoint_named(endpoint_name)
+    except LookupError:
+        return {}
+    out: dict[tuple[str, str], int] = {}
+    for deployed_id, share in endpoint.traffic_split.items():
+        if share > 0:
+            d = endpoint.deployed[deployed_id]
+            out[(d.model_id, d.version_id)] = share
+    return out
+
+
+def deployed(fake: FakeVertex, endpoint_name: str) -> list[tuple[str, str]]:
+    """Every deployment of an endpoint, with or without traffic: [(model id, version id)]."""
+    try:
+        endpoint = fake.endpoint_named(endpoint_name)
+    except LookupError:
+        return []
+    return sorted((d.model_id, d.version_id) for d in endpoint.deployed.values())

@@ -359,6 +359,7 @@ class CloudMLTarget(Target[CloudMLConfig]):
     def deploy(self, bundle: Bundle) -> DeployResult:
         """Stage, upload a version, deploy it without traffic, move traffic, undeploy the rest."""
         manifest = bundle.manifest
+        self._machine_spec()  # a settings error stops the deploy before anything is sent
         self.progress.step(
             f"looking up {self.model_name} in Vertex AI ({self.config.project}, "
             f"{self.config.region})"
@@ -501,22 +502,11 @@ class CloudMLTarget(Target[CloudMLConfig]):
         else:
             traffic = {**dict.fromkeys(existing, 0), "0": 100}
         low, high = self.config.replicas
-        machine = gapic.MachineSpec(machine_type=self.config.machine_type)
-        if self.config.accelerator_type is not None:
-            try:
-                machine.accelerator_type = gapic.AcceleratorType[self.config.accelerator_type]
-            except KeyError:
-                known = ", ".join(n for n in gapic.AcceleratorType.__members__ if "UNSPEC" not in n)
-                raise ConfigError(
-                    f"accelerator_type {self.config.accelerator_type!r} is unknown to Vertex AI",
-                    hint=f"one of {known}",
-                ) from None
-            machine.accelerator_count = self.config.accelerator_count or 1
         deployed = gapic.DeployedModel(
             model=f"{self.model_resource}@{version}",
             display_name=f"{self.model_name}-v{version}",
             dedicated_resources=gapic.DedicatedResources(
-                machine_spec=machine, min_replica_count=low, max_replica_count=high
+                machine_spec=self._machine_spec(), min_replica_count=low, max_replica_count=high
             ),
         )
         if self.config.service_account:
@@ -535,6 +525,22 @@ class CloudMLTarget(Target[CloudMLConfig]):
         )
         response = self.session.wait(operation, f"deploying version {version} to {name!r}")
         return str(response.deployed_model.id)
+
+    def _machine_spec(self) -> Any:
+        """The machine of each replica; an accelerator Vertex AI does not know is a config error."""
+        gapic = sdk.gapic()
+        machine = gapic.MachineSpec(machine_type=self.config.machine_type)
+        if self.config.accelerator_type is not None:
+            try:
+                machine.accelerator_type = gapic.AcceleratorType[self.config.accelerator_type]
+            except KeyError:
+                known = ", ".join(n for n in gapic.AcceleratorType.__members__ if "UNSPEC" not in n)
+                raise ConfigError(
+                    f"accelerator_type {self.config.accelerator_type!r} is unknown to Vertex AI",
+                    hint=f"one of {known}",
+                ) from None
+            machine.accelerator_count = self.config.accelerator_count or 1
+        return machine
 
     def _set_traffic(self, endpoint: Any, desired: Mapping[str, int]) -> None:
         """Give each deployed model its share of ``desired`` (0 for the others), in one request."""
