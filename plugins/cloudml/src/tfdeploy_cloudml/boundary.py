@@ -11,6 +11,7 @@ makes, so ``retryable`` means the same for this target as for every other.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,10 @@ from tfdeploy.plugin import (
     from_grpc_status,
     from_http_status,
 )
+
+
+# How google.api_core starts the message of an HTTP error: "POST https://...: ".
+_REQUEST_LINE = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) \S+: ")
 
 
 @contextmanager
@@ -53,7 +58,8 @@ def translate(exc: BaseException, what: str, where: str) -> TfdeployError | None
     if isinstance(exc, api.RetryError) and exc.cause is not None:
         return translate(exc.cause, what, where)
     if isinstance(exc, api.GoogleAPICallError):
-        message = f"{what}: {exc.message or type(exc).__name__}"
+        text = _REQUEST_LINE.sub("", str(exc.message or "")) or type(exc).__name__
+        message = f"{what}: {text}"
         response = getattr(exc, "response", None)
         if isinstance(response, requests.Response) or exc.grpc_status_code is None:
             status = _rpc_status(response)
