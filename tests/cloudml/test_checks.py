@@ -64,11 +64,18 @@ def test_a_model_from_a_tensorflow_newer_than_every_image_gets_the_newest_older_
 
 
 def test_a_model_whose_version_has_an_image_gets_it(digits_info: ModelInfo) -> None:
-    for region, registry in [("us-central1", "us"), ("europe-west4", "europe"), ("asia-east1", "asia")]:
+    for region, registry in [
+        ("us-central1", "us"),
+        ("europe-west4", "europe"),
+        ("asia-east1", "asia"),
+    ]:
         found = run(settings(region=region), written_by(digits_info, "2.12.1"))
         container = found["cloudml: TensorFlow version of the serving container"]
         assert container.status == "PASS"
-        assert f"{registry}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-12:latest" in container.reason
+        assert (
+            f"{registry}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-12:latest"
+            in container.reason
+        )
     gpu = containers.choose("2.12.1", "us-central1", gpu=True)
     assert gpu.image.endswith("/tf2-gpu.2-12:latest") and gpu.exact
 
@@ -136,7 +143,9 @@ def test_status_of_an_unreachable_service_is_a_retryable_error_not_unknown(
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
     target = make_cloudml("unreachable", api_endpoint=url)
-    with pytest.raises(RemoteError, match=f"cannot reach Vertex AI at {url}: connection refused") as raised:
+    with pytest.raises(
+        RemoteError, match=f"cannot reach Vertex AI at {url}: connection refused"
+    ) as raised:
         target.status()
     assert raised.value.code == "UNAVAILABLE" and raised.value.retryable
 

@@ -202,7 +202,9 @@ def test_an_unknown_accelerator_is_a_config_error_naming_the_known_ones(
     assert vertex.requests[start:] == []
 
 
-def test_an_explicit_image_wins(vertex: FakeVertex, make_cloudml: Any, digits_bundle: Bundle) -> None:
+def test_an_explicit_image_wins(
+    vertex: FakeVertex, make_cloudml: Any, digits_bundle: Bundle
+) -> None:
     name = unique("image")
     image = "europe-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-12:latest"
     make_cloudml(name, serving_container_image=image).deploy(digits_bundle)

@@ -221,7 +221,9 @@ def test_a_refused_staging_upload_changes_nothing_and_a_rerun_uploads_the_rest(
     assert len(uploads) == len(files)  # the refused file and those after it, once each
     assert rerun.bytes_sent == digits_bundle_changed.manifest.size_bytes
     hex_digest = digits_bundle_changed.manifest.digest.removeprefix("sha256:")
-    staged = list(storage_client.list_blobs(STAGING_BUCKET, prefix=f"tfdeploy/{name}/{hex_digest}/"))
+    staged = list(
+        storage_client.list_blobs(STAGING_BUCKET, prefix=f"tfdeploy/{name}/{hex_digest}/")
+    )
     assert len(staged) == len(files)
 
 
@@ -268,7 +270,11 @@ def test_tfdeploy_deploy_retries_retryable_faults_to_the_end(
         anonymous=True,
         poll_interval=0,
     )
-    for step, kind in [("model-upload", "drop-after"), ("deploy", "429"), ("endpoint-create", "500")]:
+    for step, kind in [
+        ("model-upload", "drop-after"),
+        ("deploy", "429"),
+        ("endpoint-create", "500"),
+    ]:
         vertex.fail(step, kind)
     seen: dict[str, Recorder] = {}
     report = tfdeploy.deploy(

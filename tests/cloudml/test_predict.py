@@ -36,7 +36,7 @@ def served(fake_vertex: FakeVertex, staging_bucket: Any, digits_bundle: Bundle) 
 def test_the_measured_body_is_what_the_sdk_sends() -> None:
     cases: list[list[Any]] = [
         [[1, 2.5, 0.1, 1e20, -3, 1e-7]],
-        [{"a": "é☃\"\\", "b": {"b64": "AAA="}, "c": [[1, 2], [3]], "d": None, "e": True}],
+        [{"a": 'é☃"\\', "b": {"b64": "AAA="}, "c": [[1, 2], [3]], "d": None, "e": True}],
         ["x", "y", 7],
         [[[]], {}],
         [[0.123456789] * 64] * 3,

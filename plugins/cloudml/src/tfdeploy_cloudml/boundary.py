@@ -26,7 +26,6 @@ from tfdeploy.plugin import (
     from_http_status,
 )
 
-
 # How google.api_core starts the message of an HTTP error: "POST https://...: ".
 _REQUEST_LINE = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) \S+: ")
 

@@ -286,7 +286,9 @@ class CloudMLTarget(Target[CloudMLConfig]):
         detail = where
         if idle:
             ids = ", ".join(d.id for d in idle)
-            detail += f"; deployed without traffic: {ids} (a deploy that did not finish: run it again)"
+            detail += (
+                f"; deployed without traffic: {ids} (a deploy that did not finish: run it again)"
+            )
         return Status(
             target=self.name,
             plugin=self.plugin,
@@ -396,7 +398,9 @@ class CloudMLTarget(Target[CloudMLConfig]):
         image = self.config.serving_container_image
         if image is None:
             gpu = self.config.accelerator_type is not None
-            image = containers.choose(manifest.tensorflow_version, self.config.region, gpu=gpu).image
+            image = containers.choose(
+                manifest.tensorflow_version, self.config.region, gpu=gpu
+            ).image
         model = gapic.Model(
             display_name=self.model_name,
             description=f"tfdeploy model {self.model_name}",
