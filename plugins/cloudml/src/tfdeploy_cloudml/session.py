@@ -47,7 +47,6 @@ def load_credentials(config: CloudMLConfig) -> Any:
 
 def _from_key_file(path: Path) -> Any:
     """Credentials from a key file whose secret fields are registered before anything else."""
-    import google.auth
     from google.auth import exceptions as auth_exceptions
 
     where = f"credentials_file {path}"
@@ -72,16 +71,30 @@ def _from_key_file(path: Path) -> Any:
             for line in value.splitlines():
                 if len(line) >= 16:
                     add_secret(line.strip())
+    kind = info.get("type")
     try:
-        credentials, _ = google.auth.load_credentials_from_dict(  # type: ignore[no-untyped-call]
-            info, scopes=[CLOUD_PLATFORM]
-        )
-    except (ValueError, auth_exceptions.GoogleAuthError) as exc:
+        if kind == "service_account":
+            from google.oauth2 import service_account
+
+            return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                info, scopes=[CLOUD_PLATFORM]
+            )
+        if kind == "authorized_user":
+            from google.oauth2 import credentials as user_credentials
+
+            return user_credentials.Credentials.from_authorized_user_info(  # type: ignore[no-untyped-call]
+                info, scopes=[CLOUD_PLATFORM]
+            )
+    except (ValueError, KeyError, auth_exceptions.GoogleAuthError) as exc:
         raise ConfigError(
             f"{where} is not a usable key ({type(exc).__name__})",
             hint="download a new key for the service account (IAM > Service accounts > Keys)",
         ) from None
-    return credentials
+    raise ConfigError(
+        f"{where} holds credentials of type {str(kind)[:40]!r}",
+        hint="give a service-account key (type service_account) or a gcloud user credentials "
+        "file (type authorized_user)",
+    )
 
 
 class Session:
