@@ -166,3 +166,11 @@ def test_staging_into_a_missing_bucket_says_how_to_make_it(
         target.deploy(digits_bundle)
     assert "gcloud storage buckets create" in (raised.value.hint or "")
     assert vertex.models_named("nobucket") == []
+
+
+def test_the_images_read_from_the_sdk_file_are_the_sdk_s_list(aiplatform: Any) -> None:
+    from google.cloud.aiplatform.constants import prediction
+
+    assert set(containers._listed_uris()) >= set(prediction.TF_CONTAINER_URIS)
+    for uri in containers._listed_uris():
+        assert uri in prediction.TF_CONTAINER_URIS or containers.image_version(uri) is None

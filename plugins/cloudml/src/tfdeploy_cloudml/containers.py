@@ -1,22 +1,30 @@
 """Vertex AI's prebuilt TensorFlow serving containers, and the one that suits a model.
 
-The list comes from the installed google-cloud-aiplatform (``TF_CONTAINER_URIS``), so a newer
-SDK brings newer images. A model written by TensorFlow 2.N gets ``tf2-cpu.2-N`` (``tf2-gpu``
-with an accelerator); without one, the newest older image, with a warning in validation: a
-model using operations added since may not load.
+A model written by TensorFlow 2.N gets ``tf2-cpu.2-N`` (``tf2-gpu`` with an accelerator);
+without one, the newest older image, with a warning in validation: a model using operations
+added since may not load.
+
+The list comes from the installed google-cloud-aiplatform (``TF_CONTAINER_URIS`` in
+``constants/prediction.py``), so a newer SDK brings newer images. The file is read as text:
+importing it would import the whole SDK, seconds that a deploy otherwise never spends.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 _IMAGE = re.compile(
     r"^(?P<registry>us|europe|asia)-docker\.pkg\.dev/vertex-ai/prediction/"
     r"tf(?P<major>2?)-(?P<kind>cpu|gpu)\.(?P<version>\d+-\d+):latest$"
 )
 _TF_VERSION = re.compile(r"^(\d+)\.(\d+)")
+_LISTED = re.compile(
+    r"[\"']((?:us|europe|asia)-docker\.pkg\.dev/vertex-ai/prediction/tf[^\"']+)[\"']"
+)
 
 
 @dataclass(frozen=True)
@@ -61,16 +69,30 @@ def image_version(image: str) -> tuple[int, int] | None:
 @cache
 def prebuilt(region: str, gpu: bool) -> dict[tuple[int, int], str]:
     """The prebuilt TensorFlow images the installed SDK knows for ``region``: version -> URI."""
-    from tfdeploy_cloudml.sdk import aiplatform_constants
-
     wanted = registry(region)
     out: dict[tuple[int, int], str] = {}
-    for uri in aiplatform_constants().TF_CONTAINER_URIS:
+    for uri in _listed_uris():
         match = _IMAGE.match(uri)
         if match and match.group("registry") == wanted and (match.group("kind") == "gpu") == gpu:
             major, minor = match.group("version").split("-")
             out[(int(major), int(minor))] = uri
     return out
+
+
+def _listed_uris() -> list[str]:
+    """The TensorFlow image URIs in the SDK's constants file (importing it if it cannot be read)."""
+    spec = importlib.util.find_spec("google.cloud.aiplatform")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            text = (Path(folder) / "constants" / "prediction.py").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        found = _LISTED.findall(text)
+        if found:
+            return found
+    from tfdeploy_cloudml.sdk import aiplatform_constants
+
+    return list(aiplatform_constants().TF_CONTAINER_URIS)
 
 
 def choose(tensorflow_version: str, region: str, *, gpu: bool = False) -> Choice:
