@@ -55,7 +55,9 @@ def free_port() -> int:
 
 
 def summary(values: list[float]) -> str:
-    return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
+    return (
+        f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
+    )
 
 
 def main() -> None:
