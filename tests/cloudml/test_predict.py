@@ -89,6 +89,15 @@ def test_columnar_inputs_answer_columnar_outputs_like_the_local_model(
     assert np.max(np.abs(np.asarray(got["outputs"]) - np.asarray(want["outputs"]))) < 1e-5
 
 
+def test_numpy_instances_are_sent_as_json_numbers(
+    make_cloudml: Any, served: str, digits_model: Any, digits_instances: list[Any]
+) -> None:
+    array = np.asarray(digits_instances, dtype=np.float32)
+    got = make_cloudml(served).predict({"instances": array})
+    want = digits_model.predict({"instances": digits_instances})
+    assert np.max(np.abs(np.asarray(got["predictions"]) - np.asarray(want["predictions"]))) < 1e-5
+
+
 def test_another_signature_is_refused_with_a_reason(make_cloudml: Any, served: str) -> None:
     with pytest.raises(InvalidInputError, match="serving_default' signature only"):
         make_cloudml(served).predict({"instances": [[0.0] * 64], "signature_name": "other"})
@@ -127,7 +136,7 @@ def test_predict_savedmodel_reaches_the_target_through_deploy_yaml(
         anonymous=True,
     )
     monkeypatch.chdir(tfdeploy_project.root)
-    predictions = tfdeploy.predict_savedmodel(digits_instances, "prod")
+    predictions = tfdeploy.predict_savedmodel(np.asarray(digits_instances), "prod")
     want = digits_model.predict({"instances": digits_instances})["predictions"]
     assert len(predictions) == len(digits_instances)
     assert np.max(np.abs(predictions.to_numpy() - np.asarray(want))) < 1e-5

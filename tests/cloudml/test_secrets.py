@@ -18,7 +18,7 @@ import pytest
 from tfdeploy.plugin import Bundle, ConfigError
 from tfdeploy.testing.cli import CLI
 
-from .conftest import STAGING_BUCKET, serving
+from .conftest import STAGING_BUCKET, Recorder, serving
 from .fake_vertex import FakeVertex
 
 ACCESS_TOKEN = "ya29.a0-local-access-token-0123456789abcdef"
@@ -102,9 +102,18 @@ def test_a_key_file_authenticates_every_call_and_its_contents_are_never_printed(
     tfdeploy_project: Any,
     tmp_path: Path,
     digits_bundle: Bundle,
+    make_cloudml: Any,
 ) -> None:
     key = tmp_path / "deployer.json"
     info = key_file(key, token_server.url, _private_key())
+    progress = Recorder()
+    target = make_cloudml("keyed", progress, credentials_file=str(key), anonymous=False)
+    result = target.deploy(digits_bundle)
+    assert token_server.requests and "jwt-bearer" in token_server.requests[0]
+    assert serving(vertex, "keyed") == {("tfdeploy-keyed", "1"): 100}
+    reported = json.dumps(result.to_dict()) + "\n".join(progress.steps)
+    assert [s for s in secret_parts(info) if s in reported] == []
+
     tfdeploy_project.model_name = "keyed"
     tfdeploy_project.add_target(
         "prod",
@@ -114,17 +123,16 @@ def test_a_key_file_authenticates_every_call_and_its_contents_are_never_printed(
         staging_bucket=f"gs://{STAGING_BUCKET}",
         api_endpoint=vertex.url,
         credentials_file=str(key),
-        poll_interval=0,
     )
     cli = CLI(tfdeploy_project.root)
     cli.env["TFDEPLOY_DEBUG"] = "1"
-    deployed = cli("deploy", "--target", "prod", "--yes", "--json", "--no-validate")
-    assert deployed.returncode == 0, deployed.stderr
-    assert token_server.requests and "jwt-bearer" in token_server.requests[0]
-    assert serving(vertex, "keyed") == {("tfdeploy-keyed", "1"): 100}
-    status = cli("status", "--target", "prod")
-    assert status.returncode == 0 and "serving" in status.stdout
-    printed = deployed.stdout + deployed.stderr + status.stdout + status.stderr
+    as_json = cli("status", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["targets"][0]["result"]["state"] == "serving"
+    # A target that fails to answer prints its error (and, in debug mode, the traceback).
+    failing = cli("status", "-C", "region=europe-west4")  # the fake serves us-central1 only
+    assert failing.returncode == 1 and "does not match the location" in failing.stderr
+    printed = as_json.stdout + as_json.stderr + failing.stdout + failing.stderr
     assert [s for s in secret_parts(info) if s in printed] == []
 
 

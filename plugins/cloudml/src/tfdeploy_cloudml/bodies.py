@@ -82,6 +82,12 @@ def batches(instances: Sequence[Any], limit: int = BODY_LIMIT) -> Iterator[list[
         yield batch
 
 
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON values: numpy arrays and scalars become lists and numbers,
+    bytes ``{"b64": ...}``, as the contract writes them."""
+    return json.loads(json.dumps(value, default=wire.json_default))
+
+
 def rows_of(request: Mapping[str, Any]) -> tuple[list[Any], bool]:
     """The request's instances, and whether it came in columnar format (``inputs``)."""
     signature = request.get("signature_name") or DEFAULT_SIGNATURE
@@ -92,13 +98,13 @@ def rows_of(request: Mapping[str, Any]) -> tuple[list[Any], bool]:
             f"as {DEFAULT_SIGNATURE!r}",
         )
     if "instances" in request:
-        instances = request["instances"]
-        wire.check_not_empty(instances)
+        instances = plain(request["instances"])
         if not isinstance(instances, list):
-            raise InvalidInputError("instances must be a list")
+            raise InvalidInputError("instances must be a list (one entry per example)")
+        wire.check_not_empty(instances)
         return instances, False
     if "inputs" in request:
-        return _columns_to_rows(request["inputs"]), True
+        return _columns_to_rows(plain(request["inputs"])), True
     raise InvalidInputError(
         "the request has neither 'instances' nor 'inputs'",
         hint='send {"instances": [...]}',
