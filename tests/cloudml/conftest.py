@@ -141,10 +141,8 @@ def digits_changed_uri(staging_bucket: Any, digits_savedmodel_changed: Path) -> 
     return stage(staging_bucket, digits_savedmodel_changed, "digits/2")
 
 
-def cloudml_config(fake: FakeVertex, **settings: Any) -> Any:
-    """Settings of a ``cloudml`` target talking to the fake, anonymously, without poll pauses."""
-    from tfdeploy_cloudml import CloudMLConfig
-
+def fake_settings(fake: FakeVertex, **settings: Any) -> dict[str, Any]:
+    """A cloudml target's settings for the fake: anonymous, no pause between polls."""
     base: dict[str, Any] = {
         "project": fake.project,
         "region": fake.location,
@@ -153,7 +151,14 @@ def cloudml_config(fake: FakeVertex, **settings: Any) -> Any:
         "anonymous": True,
         "poll_interval": 0,
     }
-    return CloudMLConfig(**{**base, **settings})
+    return {k: v for k, v in {**base, **settings}.items() if v is not None}
+
+
+def cloudml_config(fake: FakeVertex, **settings: Any) -> Any:
+    """The typed settings of a cloudml target talking to the fake (see :func:`fake_settings`)."""
+    from tfdeploy_cloudml import CloudMLConfig
+
+    return CloudMLConfig(**fake_settings(fake, **settings))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tfdeploy_cloudml.config import CloudMLConfig
 import tfdeploy
 from tfdeploy.plugin import Check, ModelInfo, RemoteError, TfdeployError, read_model_info
 
-from .conftest import cloudml_config
+from .conftest import fake_settings
 from .fake_vertex import FakeVertex
 
 
@@ -126,7 +126,7 @@ def test_a_deploy_stops_at_a_failed_check_before_anything_is_sent(
             digits_savedmodel,
             target="cloudml",
             name="toolarge",
-            overrides=cloudml_config(vertex).model_dump(),
+            overrides=fake_settings(vertex),
         )
     assert [r for r in vertex.requests[start:] if r.method != "GET"] == []
 

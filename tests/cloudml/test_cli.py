@@ -10,7 +10,7 @@ import pytest
 
 from tfdeploy.testing.cli import CLI
 
-from .conftest import STAGING_BUCKET, deployed, serving
+from .conftest import deployed, fake_settings, serving
 from .fake_vertex import FakeVertex
 
 
@@ -19,14 +19,7 @@ def test_deploy_status_verify_plan_rollback_undeploy_from_the_command_line(
     vertex: FakeVertex, staging_bucket: Any, tfdeploy_project: Any
 ) -> None:
     name = "clidigits"
-    settings = {
-        "project": vertex.project,
-        "region": vertex.location,
-        "staging_bucket": f"gs://{STAGING_BUCKET}",
-        "api_endpoint": vertex.url,
-        "anonymous": True,
-        "poll_interval": 0,
-    }
+    settings = fake_settings(vertex)
     tfdeploy_project.model_name = name
     tfdeploy_project.add_target("prod", "cloudml", **settings)
     cli = CLI(tfdeploy_project.root)

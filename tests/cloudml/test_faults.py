@@ -14,7 +14,7 @@ from tfdeploy_cloudml.target import TRAFFIC_ATTEMPTS
 import tfdeploy
 from tfdeploy.plugin import Bundle, TfdeployError
 
-from .conftest import STAGING_BUCKET, Recorder, deployed, serving
+from .conftest import STAGING_BUCKET, Recorder, deployed, fake_settings, serving
 from .fake_vertex import FakeVertex
 
 _names = itertools.count(1)
@@ -260,16 +260,7 @@ def test_tfdeploy_deploy_retries_retryable_faults_to_the_end(
 ) -> None:
     name = f"retry{next(_names)}"
     tfdeploy_project.model_name = name
-    tfdeploy_project.add_target(
-        "prod",
-        "cloudml",
-        project=vertex.project,
-        region=vertex.location,
-        staging_bucket=f"gs://{STAGING_BUCKET}",
-        api_endpoint=vertex.url,
-        anonymous=True,
-        poll_interval=0,
-    )
+    tfdeploy_project.add_target("prod", "cloudml", **fake_settings(vertex))
     for step, kind in [
         ("model-upload", "drop-after"),
         ("deploy", "429"),

@@ -17,7 +17,7 @@ from tfdeploy_cloudml.target import CloudMLTarget
 import tfdeploy
 from tfdeploy.plugin import Bundle, InvalidInputError, RemoteError, TargetError
 
-from .conftest import STAGING_BUCKET, cloudml_config
+from .conftest import cloudml_config, fake_settings
 from .fake_vertex import PREDICT_BODY_LIMIT, FakeVertex
 
 _names = itertools.count(1)
@@ -126,15 +126,7 @@ def test_predict_savedmodel_reaches_the_target_through_deploy_yaml(
     digits_instances: list[Any],
 ) -> None:
     tfdeploy_project.model_name = served
-    tfdeploy_project.add_target(
-        "prod",
-        "cloudml",
-        project=vertex.project,
-        region=vertex.location,
-        staging_bucket=f"gs://{STAGING_BUCKET}",
-        api_endpoint=vertex.url,
-        anonymous=True,
-    )
+    tfdeploy_project.add_target("prod", "cloudml", **fake_settings(vertex))
     monkeypatch.chdir(tfdeploy_project.root)
     predictions = tfdeploy.predict_savedmodel(np.asarray(digits_instances), "prod")
     want = digits_model.predict({"instances": digits_instances})["predictions"]

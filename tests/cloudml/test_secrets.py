@@ -18,7 +18,7 @@ import pytest
 from tfdeploy.plugin import Bundle, ConfigError
 from tfdeploy.testing.cli import CLI
 
-from .conftest import STAGING_BUCKET, Recorder, serving
+from .conftest import Recorder, fake_settings, serving
 from .fake_vertex import FakeVertex
 
 ACCESS_TOKEN = "ya29.a0-local-access-token-0123456789abcdef"
@@ -115,15 +115,8 @@ def test_a_key_file_authenticates_every_call_and_its_contents_are_never_printed(
     assert [s for s in secret_parts(info) if s in reported] == []
 
     tfdeploy_project.model_name = "keyed"
-    tfdeploy_project.add_target(
-        "prod",
-        "cloudml",
-        project=vertex.project,
-        region=vertex.location,
-        staging_bucket=f"gs://{STAGING_BUCKET}",
-        api_endpoint=vertex.url,
-        credentials_file=str(key),
-    )
+    settings = fake_settings(vertex, anonymous=None, credentials_file=str(key))
+    tfdeploy_project.add_target("prod", "cloudml", **settings)
     cli = CLI(tfdeploy_project.root)
     cli.env["TFDEPLOY_DEBUG"] = "1"
     as_json = cli("status", "--json")
@@ -153,14 +146,8 @@ def test_a_broken_key_file_is_named_and_its_contents_stay_unprinted(
     with pytest.raises(ConfigError, match="broken.json is not a usable key") as raised:
         target.status()
     assert [s for s in secret_parts(info) if s in raised.value.describe()] == []
-    tfdeploy_project.add_target(
-        "prod",
-        "cloudml",
-        project=vertex.project,
-        staging_bucket=f"gs://{STAGING_BUCKET}",
-        api_endpoint=vertex.url,
-        credentials_file=str(key),
-    )
+    settings = fake_settings(vertex, anonymous=None, credentials_file=str(key))
+    tfdeploy_project.add_target("prod", "cloudml", **settings)
     cli = CLI(tfdeploy_project.root)
     cli.env["TFDEPLOY_DEBUG"] = "1"
     run = cli("status", "--target", "prod")
