@@ -75,10 +75,11 @@ def container_check(config: CloudMLConfig, tensorflow_version: str) -> Check:
     return Check(
         name,
         "WARN",
-        f"no prebuilt Vertex AI image for {written}; deploying with the newest older one, "
-        f"{choice.image} (TensorFlow {choice.label}): operations added since may not load",
-        f"set serving_container_image to an image with {written.removesuffix(' version')}, "
-        f"or export the model with TensorFlow {choice.label}",
+        f"no prebuilt Vertex AI image for {written}; deploying with "
+        f"{'the newest older one, ' if model else ''}{choice.image} (TensorFlow "
+        f"{choice.label}): operations it lacks may not load",
+        "set serving_container_image to an image running the model's TensorFlow, or export "
+        f"the model with TensorFlow {choice.label}",
     )
 
 
