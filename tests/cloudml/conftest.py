@@ -139,3 +139,89 @@ def digits_uri(staging_bucket: Any, digits_savedmodel: Path) -> str:
 def digits_changed_uri(staging_bucket: Any, digits_savedmodel_changed: Path) -> str:
     """The changed digits SavedModel (same predictions, another digest) staged in the emulator."""
     return stage(staging_bucket, digits_savedmodel_changed, "digits/2")
+
+
+def fake_settings(fake: FakeVertex, **settings: Any) -> dict[str, Any]:
+    """A cloudml target's settings for the fake: anonymous, no pause between polls."""
+    base: dict[str, Any] = {
+        "project": fake.project,
+        "region": fake.location,
+        "staging_bucket": f"gs://{STAGING_BUCKET}",
+        "api_endpoint": fake.url,
+        "anonymous": True,
+        "poll_interval": 0,
+    }
+    return {k: v for k, v in {**base, **settings}.items() if v is not None}
+
+
+def cloudml_config(fake: FakeVertex, **settings: Any) -> Any:
+    """The typed settings of a cloudml target talking to the fake (see :func:`fake_settings`)."""
+    from tfdeploy_cloudml import CloudMLConfig
+
+    return CloudMLConfig(**fake_settings(fake, **settings))
+
+
+@pytest.fixture
+def make_cloudml(vertex: FakeVertex, staging_bucket: Any) -> Any:
+    """``make(model_name, progress=None, **settings)``: a cloudml target against the fake."""
+    from tfdeploy_cloudml import CloudMLTarget
+
+    made: list[Any] = []
+
+    def make(model_name: str, progress: Any = None, **settings: Any) -> Any:
+        target = CloudMLTarget(
+            cloudml_config(vertex, **settings),
+            name="cloudml",
+            model_name=model_name,
+            progress=progress,
+        )
+        made.append(target)
+        return target
+
+    yield make
+    for target in made:
+        target.close()
+
+
+class Recorder:
+    """A Progress that remembers what a target reported."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.advances: list[tuple[int, int]] = []
+        self.heartbeats: list[float] = []
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def advance(self, done: int, total: int) -> None:
+        self.advances.append((done, total))
+
+    def log(self, line: str) -> None:
+        self.steps.append(line)
+
+    def heartbeat(self, waited: float) -> None:
+        self.heartbeats.append(waited)
+
+
+def serving(fake: FakeVertex, endpoint_name: str) -> dict[tuple[str, str], int]:
+    """What an endpoint serves: {(model id, version id): traffic percent} for shares above 0."""
+    try:
+        endpoint = fake.endpoint_named(endpoint_name)
+    except LookupError:
+        return {}
+    out: dict[tuple[str, str], int] = {}
+    for deployed_id, share in endpoint.traffic_split.items():
+        if share > 0:
+            d = endpoint.deployed[deployed_id]
+            out[(d.model_id, d.version_id)] = share
+    return out
+
+
+def deployed(fake: FakeVertex, endpoint_name: str) -> list[tuple[str, str]]:
+    """Every deployment of an endpoint, with or without traffic: [(model id, version id)]."""
+    try:
+        endpoint = fake.endpoint_named(endpoint_name)
+    except LookupError:
+        return []
+    return sorted((d.model_id, d.version_id) for d in endpoint.deployed.values())
