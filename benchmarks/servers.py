@@ -32,7 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerError(Exception):
-    """A server did not start or did not answer as it must; the message says why."""
+    """A server did not answer as it must; the message says why."""
+
+
+class StartError(ServerError):
+    """A server did not start; the message says why, with the end of its log."""
 
 
 @dataclass
@@ -124,7 +128,7 @@ def _wait_ready(server: Server, path: str, limit: float) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise ServerError(
+            raise StartError(
                 f"{server.name} exited with code {server.proc.returncode} before it was ready:\n"
                 + server.log_tail()
             )
@@ -135,7 +139,7 @@ def _wait_ready(server: Server, path: str, limit: float) -> None:
         except OSError:
             pass
         time.sleep(0.3)
-    raise ServerError(f"{server.name} was not ready within {limit:.0f} s:\n" + server.log_tail())
+    raise StartError(f"{server.name} was not ready within {limit:.0f} s:\n" + server.log_tail())
 
 
 def _processes() -> dict[int, tuple[int, int, int]]:
@@ -330,7 +334,7 @@ def start_tfdeploy(
             return server
         time.sleep(0.2)
     stop(server)
-    raise ServerError("tfdeploy serve did not start:\n" + server.log_tail())
+    raise StartError("tfdeploy serve did not start:\n" + server.log_tail())
 
 
 _COUNTER = re.compile(r"^tfdeploy_(requests|errors)_total\{(.*)\} ([\d.e+]+)$", re.M)

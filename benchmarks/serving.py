@@ -53,6 +53,7 @@ from servers import (
     MemoryPeak,
     Server,
     ServerError,
+    StartError,
     counters,
     exit_on_sigterm,
     grpc_predict,
@@ -294,8 +295,8 @@ def one_round(run: Run, rows: list[Row], index: int, rounds: int) -> None:
             try:
                 serve_model(run, row, model)
             except (ServerError, RuntimeError, subprocess.SubprocessError, OSError) as exc:
-                run.fail(row.key, columns, str(exc))
-                if "before it was ready" in str(exc) or "not ready within" in str(exc):
+                run.fail(row.key, columns, f"round {index + 1}: {exc}")
+                if isinstance(exc, StartError):  # it will not start in later rounds either
                     run.broken[row.key] = str(exc)
                     break
 
@@ -587,10 +588,12 @@ def print_machine(info: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, help="load per measurement (10; --quick: 3)")
+    parser.add_argument(
+        "--seconds", type=int, help="load per measurement, whole seconds (10; --quick: 3)"
+    )
     parser.add_argument("--rounds", type=int, help="interleaved rounds (2; --quick: 1)")
     parser.add_argument(
-        "--warmup", type=float, help="warm-up load before each measurement (2 s; --quick: 1)"
+        "--warmup", type=int, help="warm-up load before each measurement (2 s; --quick: 1)"
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: a few seconds per cell")
     parser.add_argument(
@@ -603,9 +606,11 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results ({RESULTS})")
     args = parser.parse_args()
-    seconds = args.seconds or (3.0 if args.quick else 10.0)
+    seconds = args.seconds or (3 if args.quick else 10)
     rounds = args.rounds or (1 if args.quick else 2)
-    warmup = args.warmup or (1.0 if args.quick else 2.0)
+    warmup = args.warmup or (1 if args.quick else 2)
+    if seconds < 1 or warmup < 1 or rounds < 1:
+        parser.error("--seconds, --warmup and --rounds must be at least 1")
     known = ["tfdeploy", *(p.name for p in PEERS)]
     only = [s.strip() for s in args.only.split(",") if s.strip()] or known
     if unknown := sorted(set(only) - set(known)):
@@ -698,10 +703,13 @@ def main() -> None:
     for r in found:
         verdict = {True: "met", False: "NOT met", None: ""}[r["met"]]
         print(f"  {r['ratio']}: {r['value']:.2f} (goal {r['goal']}: {verdict}; {r['detail']})")
-    problems = {**{k: v for k, v in unavailable.items()}, **run.broken}
+    problems = {**unavailable}
     for row, cols in run.errors.items():
+        by_message: dict[str, list[str]] = {}
         for col, message in cols.items():
-            problems.setdefault(f"{row} {col}", message)
+            by_message.setdefault(message, []).append(col)
+        for message, cols_failed in by_message.items():
+            problems[f"{row} {','.join(cols_failed)}"] = message
     if problems:
         print("\nnot measured:")
         for key, message in problems.items():
