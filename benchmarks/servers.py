@@ -115,7 +115,7 @@ def launch(
     return server
 
 
-def wait_ready(server: Server, path: str, limit: float = 240.0) -> None:
+def wait_ready(server: Server, path: str, limit: float = 120.0) -> None:
     """Wait until ``GET url+path`` answers 200; else stop the server and raise with its log."""
     try:
         _wait_ready(server, path, limit)

@@ -292,13 +292,24 @@ def one_round(run: Run, rows: list[Row], index: int, rounds: int) -> None:
                 columns += [
                     f"{kind}-{n}" for kind in ("h2-rest", "h2-grpc", "overload") for n in "AB"
                 ]
-            try:
-                serve_model(run, row, model)
-            except (ServerError, RuntimeError, subprocess.SubprocessError, OSError) as exc:
-                run.fail(row.key, columns, f"round {index + 1}: {exc}")
-                if isinstance(exc, StartError):  # it will not start in later rounds either
+            for attempt in (1, 2):
+                try:
+                    serve_model(run, row, model)
+                except StartError as exc:
+                    # A start can fail once on a busy machine (KServe, for one, kills a worker
+                    # that is slow to answer its pings while it imports TensorFlow): try again,
+                    # and give the row up only if it fails twice.
+                    if attempt == 1:
+                        first = str(exc).splitlines()[0]
+                        print(f"  {row.key:<12} did not start ({first}); trying again", flush=True)
+                        continue
+                    run.fail(row.key, columns, f"round {index + 1}: {exc}")
                     run.broken[row.key] = str(exc)
-                    break
+                except (ServerError, RuntimeError, subprocess.SubprocessError, OSError) as exc:
+                    run.fail(row.key, columns, f"round {index + 1}: {exc}")
+                break
+            if row.key in run.broken:
+                break
 
 
 # --- summary ------------------------------------------------------------------------------
