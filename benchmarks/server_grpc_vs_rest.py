@@ -48,11 +48,11 @@ from servers import (
     GRPC_OK,
     GRPC_PREDICT_PATH,
     Server,
-    counters,
     exit_on_sigterm,
     free_port,
     grpc_predict,
     launch,
+    settled_counters,
     start_tfdeploy,
     stop,
     stop_all,
@@ -204,7 +204,7 @@ def main() -> None:
             def measure(name: str, seconds: float) -> dict[str, float]:
                 tool, target, body_file, is_grpc = loads[name]
                 ours = not name.startswith("stand-in")
-                before = counters(url)
+                before = settled_counters(url)
                 if tool == "wrk":
                     m = run_wrk(target, body_file, seconds)
                     command = wrk_command(
@@ -221,7 +221,7 @@ def main() -> None:
                         str(workdir) + "/", ""
                     )
                 )
-                after = counters(url)
+                after = settled_counters(url)
                 delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
                 if is_grpc and ours:
                     ok = delta.get(GRPC_OK, 0.0)

@@ -350,6 +350,19 @@ def counters(url: str) -> dict[str, float]:
     return {f"{kind}{{{labels}}}": float(v) for kind, labels, v in _COUNTER.findall(raw.decode())}
 
 
+def settled_counters(url: str, limit: float = 10.0) -> dict[str, float]:
+    """tfdeploy's counters once two reads 0.3 s apart agree (calls still in flight are done)."""
+    last = counters(url)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = counters(url)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def grpc_predict(address: str, request: Any) -> Any:
     """One ``Predict`` call through grpcio's stub: the answer's output ``prediction`` as numpy."""
     import grpc

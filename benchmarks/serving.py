@@ -54,13 +54,13 @@ from servers import (
     Server,
     ServerError,
     StartError,
-    counters,
     exit_on_sigterm,
     grpc_predict,
     http,
     memory_mib,
     running,
     server_processes,
+    settled_counters,
     stop_all,
     tfdeploy_options,
 )
@@ -115,8 +115,10 @@ class Run:
             figures = f"{measurement['rps']:>9,.0f} calls/s{'':17}"
         print(f"  {row:<12} {column:<12} {figures}  {note}", flush=True)
 
-    def fail(self, row: str, columns: list[str], message: str) -> None:
-        """Note that a cell could not be measured, and why."""
+    def fail(self, row: str, columns: list[str], message: str, round_index: int) -> None:
+        """Note the cells that could not be measured in this round (of ``columns``), and why."""
+        measured = self.measured.get(row, {})
+        columns = [c for c in columns if len(measured.get(c, [])) <= round_index]
         for column in columns:
             self.errors.setdefault(row, {})[column] = message
         first = message.splitlines()[0] if message else ""
@@ -233,11 +235,12 @@ def tfdeploy_extras(run: Run, row: Row, server: Server) -> None:
             return run_h2load(run.h2load, url, body, seconds, grpc=True)
 
         grpc(run.warmup)
-        before = counters(server.url) if single else {}
+        # Calls of the warm-up still in flight when it ended must not count in this window.
+        before = settled_counters(server.url) if single else {}
         m = measure(server, lambda: grpc(run.seconds))
         if single:
             # gRPC errors travel as HTTP 200 with a grpc-status trailer: count on the server.
-            after = counters(server.url)
+            after = settled_counters(server.url)
             delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
             ok = delta.get(GRPC_OK, 0.0)
             errors = sum(v for k, v in delta.items() if k.startswith("errors"))
@@ -303,10 +306,10 @@ def one_round(run: Run, rows: list[Row], index: int, rounds: int) -> None:
                         first = str(exc).splitlines()[0]
                         print(f"  {row.key:<12} did not start ({first}); trying again", flush=True)
                         continue
-                    run.fail(row.key, columns, f"round {index + 1}: {exc}")
+                    run.fail(row.key, columns, f"round {index + 1}: {exc}", index)
                     run.broken[row.key] = str(exc)
                 except (ServerError, RuntimeError, subprocess.SubprocessError, OSError) as exc:
-                    run.fail(row.key, columns, f"round {index + 1}: {exc}")
+                    run.fail(row.key, columns, f"round {index + 1}: {exc}", index)
                 break
             if row.key in run.broken:
                 break
