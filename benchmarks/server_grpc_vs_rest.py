@@ -14,7 +14,7 @@ One run, one machine, loopback only, bounded in time (``-D`` on every load):
      ``tf.make_tensor_proto``) of one instance;
    - REST: ``/serving_default/predict`` with ``{"instances": [[64 floats]]}`` over HTTP/1.1
      (``h2load --h1``), and ``/_noop`` (parses the same body, no model);
-   - the same REST predict and ``/_noop`` with ``wrk`` (2 threads), when installed, as a
+   - the same REST predict and ``/_noop`` with ``wrk`` (2 threads; installed like h2load), as a
      cross-check;
    - three stand-in grpcio asyncio servers with the same gRPC load, to show where gRPC's time
      goes (see STAND_IN_GRPC_SERVER): empty answers, then decoding and a real answer, then the
@@ -36,24 +36,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
 import statistics
-import struct
-import subprocess
 import sys
 import tempfile
-import urllib.request
+import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from server_vs_mlflow import CONNECTIONS, free_port, run_wrk, start_tfdeploy, stop
+from loadgen import CONNECTIONS, ensure_tool, h2load_command, run_h2load, run_wrk, wrk_command
+from servers import (
+    GRPC_OK,
+    GRPC_PREDICT_PATH,
+    Server,
+    exit_on_sigterm,
+    free_port,
+    grpc_predict,
+    launch,
+    settled_counters,
+    start_tfdeploy,
+    stop,
+    stop_all,
+)
+from workload import Payload
 
 ROOT = Path(__file__).resolve().parent.parent
-PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
 #: Stand-in grpcio asyncio servers, to show where gRPC's time goes: ``empty`` answers an empty
 #: PredictResponse at once (the most grpcio's Python server gives here); ``decode`` also reads
 #: the tensor and builds a real answer (zeros); ``hop`` also passes every request through
@@ -109,127 +115,23 @@ async def main():
 asyncio.run(main())
 """
 STAND_INS = ("empty", "decode", "hop")
-_COUNTER = re.compile(r"^tfdeploy_(requests|errors)_total\{(.*)\} ([\d.e+]+)$", re.M)
 
 
-def ensure_h2load() -> str:
-    """The path of h2load, installing Debian's nghttp2-client first if it is missing."""
-    found = shutil.which("h2load")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise SystemExit("h2load is missing: apt-get install nghttp2-client (as root)")
-    print("==> apt-get install nghttp2-client (for h2load)", flush=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "nghttp2-client"],
-        check=False,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
-    found = shutil.which("h2load")
-    if not found:
-        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "nghttp2-client"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        found = shutil.which("h2load")
-    if not found:
-        raise SystemExit("h2load could not be installed")
-    return found
-
-
-def start_stand_in(workdir: Path, mode: str) -> tuple[subprocess.Popen[str], str]:
-    """A stand-in grpcio server (one of :data:`STAND_INS`); returns the process and address."""
+def start_stand_in(workdir: Path, mode: str) -> Server:
+    """A stand-in grpcio server (one of :data:`STAND_INS`), started and ready."""
     script = workdir / "stand_in_grpc_server.py"
     script.write_text(STAND_IN_GRPC_SERVER)
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(port), mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "ready":
-        raise SystemExit(f"the {mode} stand-in gRPC server did not start")
-    return proc, f"127.0.0.1:{port}"
-
-
-def grpc_frame(instance: list[float]) -> tuple[bytes, Any]:
-    """The gRPC message frame of a one-instance PredictRequest, and the request itself."""
-    import numpy as np
-
-    from tfdeploy.predict import _tf
-
-    tf = _tf.tensorflow()
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "default"
-    request.inputs["image"].CopyFrom(tf.make_tensor_proto(np.array([instance], np.float32)))
-    raw = request.SerializeToString()
-    return b"\x00" + struct.pack(">I", len(raw)) + raw, request
-
-
-def check_one_grpc_call(address: str, request: Any) -> None:
-    """One real call through the grpcio stub: the frame h2load sends must be a valid Predict."""
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        answer = stub.Predict(request, timeout=30)
-    shape = [d.size for d in answer.outputs["prediction"].tensor_shape.dim]
-    if shape != [1, 10]:
-        raise SystemExit(f"unexpected gRPC answer shape {shape}")
-
-
-def counters(url: str) -> dict[str, float]:
-    """The server's request and error counters, by their label text."""
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {f"{kind}{{{labels}}}": float(v) for kind, labels, v in _COUNTER.findall(text)}
-
-
-def parse_h2load(text: str) -> dict[str, float]:
-    """Requests/s, done, 2xx and failures from h2load's summary (p99 is not printed by h2load)."""
-    rps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)
-    done = re.search(
-        r"requests: \d+ total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored",
-        text,
-    )
-    codes = re.search(r"status codes: (\d+) 2xx", text)
-    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
-    if not (rps and done and codes and mean):
-        raise SystemExit("cannot read h2load's output:\n" + text)
-    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[mean.group(2)]
-    return {
-        "rps": float(rps.group(1)),
-        "started": float(done.group(1)),
-        "done": float(done.group(2)),
-        "ok_2xx": float(codes.group(1)),
-        "failed": float(done.group(4)) + float(done.group(5)),
-        "mean_ms": float(mean.group(1)) * scale,
-    }
-
-
-def run_h2load(
-    h2load: str, url: str, body: Path, seconds: float, *, grpc: bool
-) -> tuple[list[str], dict[str, float]]:
-    """One bounded h2load run; returns its command line and figures."""
-    command = [h2load, "-D", f"{seconds:g}", "-c", str(CONNECTIONS), "-m", "1", "-t", "1"]
-    if grpc:
-        command += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
-    else:
-        command += ["--h1", "-H", "content-type: application/json"]
-    command += ["-d", str(body), url]
-    out = subprocess.run(
-        command, capture_output=True, text=True, check=True, timeout=seconds + 60
-    ).stdout
-    return command, parse_h2load(out)
+    log = workdir / f"stand-in-{mode}.log"
+    server = launch(f"stand-in {mode}", [sys.executable, str(script), str(port), mode], log)
+    server.grpc_address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.proc.poll() is None:
+        if "ready" in log.read_text(errors="replace").splitlines():
+            return server
+        time.sleep(0.2)
+    stop(server)
+    raise SystemExit(f"the {mode} stand-in gRPC server did not start:\n{server.log_tail()}")
 
 
 def main() -> None:
@@ -252,26 +154,27 @@ def main() -> None:
     from tfdeploy.examples.digits import load_digits, train
     from tfdeploy.predict.export import export_savedmodel
 
-    h2load = ensure_h2load()
-    use_wrk = shutil.which("wrk") is not None
+    exit_on_sigterm()
+    h2load = ensure_tool("h2load", "nghttp2-client")
+    wrk = ensure_tool("wrk", "wrk")
     images, _ = load_digits()
-    instance = [float(v) for v in images[0]]
-    body = json.dumps({"instances": [instance]}).encode()
-    frame, request = grpc_frame(instance)
+    payload = Payload("digits", "digits", images[:1])
+    frame, request = payload.grpc_frame("default")
 
     with tempfile.TemporaryDirectory(prefix="tfdeploy-bench-") as tmp:
         workdir = Path(tmp)
         model = export_savedmodel(train(epochs=1), workdir / "savedmodel")
         json_file, grpc_file = workdir / "body.json", workdir / "body.grpc"
-        json_file.write_bytes(body)
+        json_file.write_bytes(payload.v1_body())
         grpc_file.write_bytes(frame)
-        server, url, grpc_address = start_tfdeploy(model, extra)
-        stand_ins: dict[str, tuple[subprocess.Popen[str], str]] = {}
         try:
-            for mode in STAND_INS:
-                stand_ins[mode] = start_stand_in(workdir, mode)
-            check_one_grpc_call(grpc_address, request)
-            grpc_url = f"http://{grpc_address}{PREDICT_PATH}"
+            server = start_tfdeploy(model, workdir / "tfdeploy.log", extra)
+            url = server.url
+            stand_ins = {mode: start_stand_in(workdir, mode) for mode in STAND_INS}
+            answer = grpc_predict(server.grpc_address, request)
+            if list(answer.shape) != [1, 10]:
+                raise SystemExit(f"unexpected gRPC answer shape {list(answer.shape)}")
+            grpc_url = f"http://{server.grpc_address}{GRPC_PREDICT_PATH}"
             loads: dict[str, tuple[str, str, Path, bool]] = {
                 "gRPC Predict (h2load h2c)": ("h2load", grpc_url, grpc_file, True),
                 "REST predict (h2load --h1)": (
@@ -282,42 +185,46 @@ def main() -> None:
                 ),
                 "REST /_noop (h2load --h1)": ("h2load", url + "/_noop", json_file, False),
             }
-            for mode, (_, address) in stand_ins.items():
+            for mode, stand_in in stand_ins.items():
                 loads[f"stand-in gRPC, {mode} (h2load)"] = (
                     "h2load",
-                    f"http://{address}{PREDICT_PATH}",
+                    f"http://{stand_in.grpc_address}{GRPC_PREDICT_PATH}",
                     grpc_file,
                     True,
                 )
-            if use_wrk:
-                loads["REST predict (wrk -t2)"] = (
-                    "wrk",
-                    url + "/serving_default/predict",
-                    json_file,
-                    False,
-                )
-                loads["REST /_noop (wrk -t2)"] = ("wrk", url + "/_noop", json_file, False)
+            loads["REST predict (wrk -t2)"] = (
+                "wrk",
+                url + "/serving_default/predict",
+                json_file,
+                False,
+            )
+            loads["REST /_noop (wrk -t2)"] = ("wrk", url + "/_noop", json_file, False)
             commands: dict[str, str] = {}
 
             def measure(name: str, seconds: float) -> dict[str, float]:
                 tool, target, body_file, is_grpc = loads[name]
                 ours = not name.startswith("stand-in")
-                before = counters(url)
+                before = settled_counters(url)
                 if tool == "wrk":
-                    m = run_wrk(target, body, seconds, workdir)
-                    commands[name] = (
-                        f"wrk -t2 -c{CONNECTIONS} -d{seconds:g}s --latency -s post.lua {target}"
+                    m = run_wrk(target, body_file, seconds)
+                    command = wrk_command(
+                        target, body_file.with_name(body_file.name + ".lua"), seconds
                     )
+                    command[0] = wrk
                 else:
-                    command, m = run_h2load(h2load, target, body_file, seconds, grpc=is_grpc)
-                    commands[name] = " ".join(
-                        f"'{c}'" if " " in c else c for c in command[1:]
-                    ).replace(str(workdir) + "/", "")
-                    commands[name] = "h2load " + commands[name]
-                after = counters(url)
+                    m = run_h2load(h2load, target, body_file, seconds, grpc=is_grpc)
+                    command = h2load_command(h2load, target, body_file, seconds, grpc=is_grpc)
+                commands[name] = (
+                    Path(command[0]).name
+                    + " "
+                    + " ".join(f"'{c}'" if " " in c else c for c in command[1:]).replace(
+                        str(workdir) + "/", ""
+                    )
+                )
+                after = settled_counters(url)
                 delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
                 if is_grpc and ours:
-                    ok = delta.get('requests{protocol="grpc",route="Predict",status="OK"}', 0.0)
+                    ok = delta.get(GRPC_OK, 0.0)
                     # Calls still in flight when h2load stops are started, not done.
                     if not m["done"] <= ok <= m["started"] or m["failed"]:
                         raise SystemExit(
@@ -325,7 +232,11 @@ def main() -> None:
                             f"answered {ok:.0f} OK: {delta}"
                         )
                 errors = sum(v for k, v in delta.items() if k.startswith("errors"))
-                not_ok = m["non_2xx"] if tool == "wrk" else m["done"] - m["ok_2xx"] + m["failed"]
+                not_ok = (
+                    m["non_2xx"] + m["socket_errors"]
+                    if tool == "wrk"
+                    else m["done"] - m["ok_2xx"] + m["failed"]
+                )
                 if errors or not_ok:
                     raise SystemExit(f"{name}: errors during the load: {m} {delta}")
                 return m
@@ -341,9 +252,7 @@ def main() -> None:
                         flush=True,
                     )
         finally:
-            stop(server)
-            for proc, _ in stand_ins.values():
-                stop(proc)
+            stop_all()
 
     results: dict[str, dict[str, Any]] = {
         name: {
@@ -371,10 +280,9 @@ def main() -> None:
     ratios["empty grpcio server / REST predict (gRPC ceiling)"] = (
         rps["stand-in gRPC, empty (h2load)"] / rps["REST predict (h2load --h1)"]
     )
-    if use_wrk:
-        ratios["REST predict / _noop, wrk (goal >= 0.60)"] = (
-            rps["REST predict (wrk -t2)"] / rps["REST /_noop (wrk -t2)"]
-        )
+    ratios["REST predict / _noop, wrk (goal >= 0.60)"] = (
+        rps["REST predict (wrk -t2)"] / rps["REST /_noop (wrk -t2)"]
+    )
     print()
     for text, value in ratios.items():
         print(f"{text:<50}{value:>8.2f}")
