@@ -108,14 +108,20 @@ def read_input(source: str | None) -> Any:
                 hint="pass --input FILE (JSON or JSON lines) or pipe JSON into the command",
             )
         source = "-"
-    if source == "-":
-        text = sys.stdin.read()
-        where = "standard input"
-    else:
-        try:
-            with open(source, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from exc
-        where = source
-    return parse_instances_text(text, where=where)
+    where = "standard input" if source == "-" else source
+    try:
+        if source == "-":
+            buffer = getattr(sys.stdin, "buffer", None)
+            raw: bytes | str = buffer.read() if buffer is not None else sys.stdin.read()
+        else:
+            with open(source, "rb") as fh:
+                raw = fh.read()
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason})",
+            hint="save the instances as UTF-8 JSON",
+        ) from exc
+    return parse_instances_text(text.removeprefix("\ufeff"), where=where)

@@ -135,6 +135,10 @@ class DeployConfig:
             raise ConfigError(
                 f"{self.where(('model', 'instances'))}: cannot read {source}: {exc.strerror}"
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{self.where(('model', 'instances'))}: {source} is not UTF-8 text"
+            ) from exc
         return parse_instances_text(text, where=str(source))
 
     def where(self, path: KeyPath) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfdeploy.errors import InvalidInputError, InvalidModelError
 from tfdeploy.model.protowire import length_delimited, varint
-from tfdeploy.predict.wire import is_b64, json_kind
+from tfdeploy.predict.wire import check_text, is_b64, json_kind
 
 
 def examples_to_protos(body: Any) -> list[bytes]:
@@ -31,6 +31,7 @@ def examples_to_protos(body: Any) -> list[bytes]:
     """
     if not isinstance(body, Mapping):
         raise InvalidInputError(f"the request must be a JSON object, not {json_kind(body)}")
+    check_text(body)  # keys and values are encoded as UTF-8 below
     examples = body.get("examples")
     if not isinstance(examples, list) or not examples:
         raise InvalidInputError(
