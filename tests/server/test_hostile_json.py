@@ -40,7 +40,10 @@ def server(
     config = root / "models.config"
     config.write_text(
         "model_config_list {\n"
-        + "".join(f"  config {{ name: '{n}' base_path: '{n}' }}\n" for n in ("digits", "strings", "examples"))
+        + "".join(
+            f"  config {{ name: '{n}' base_path: '{n}' }}\n"
+            for n in ("digits", "strings", "examples")
+        )
         + "}\n"
     )
     handle = serve_savedmodel(model_config_file=config, port=0, background=True, quiet=True)

@@ -119,7 +119,9 @@ def _check_depth(raw: bytes | str) -> None:
     elif json.detect_encoding(raw) in ("utf-8", "utf-8-sig"):
         data = bytes(raw)
     else:  # UTF-16 or UTF-32, which the standard parser accepts: count in UTF-8
-        data = raw.decode(json.detect_encoding(raw), "surrogatepass").encode("utf-8", "surrogatepass")
+        data = raw.decode(json.detect_encoding(raw), "surrogatepass").encode(
+            "utf-8", "surrogatepass"
+        )
     if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
         return
     # Brackets inside strings do not nest: drop the strings, keep the brackets, and count.

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from tfdeploy.errors import DependencyError, InvalidInputError, TfdeployError
+from tfdeploy.errors import ConfigError, DependencyError, InvalidInputError, TfdeployError
 from tfdeploy.model.signatures import (
     DTYPE_NAMES,
     DTYPE_NUMBERS,
@@ -27,6 +29,7 @@ from tfdeploy.model.signatures import (
     TensorSpec,
 )
 from tfdeploy.predict import _tf, tfexample, wire
+from tfdeploy.server import tensor_checks
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 from tfdeploy.server.rest import examples_input
 
@@ -118,12 +121,14 @@ def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...] | None) -> bo
 
 
 def tensors_to_inputs(
-    tensors: Mapping[str, Any], signature: Signature
+    tensors: Mapping[str, Any], signature: Signature, *, max_bytes: int | None = None
 ) -> tuple[dict[str, np.ndarray], int | None]:
     """Convert a request's TensorProtos into arrays checked against ``signature``.
 
-    Returns the arrays and the batch size shared by every input (``None`` when they share
-    none, and the request must run alone).
+    Each tensor's values are checked against its own declared shape, and the arrays they
+    decode to against ``max_bytes`` in all, before any is decoded
+    (:mod:`tfdeploy.server.tensor_checks`). Returns the arrays and the batch size shared by
+    every input (``None`` when they share none, and the request must run alone).
     """
     tf = _tf.tensorflow()
     given, expected = set(tensors), set(signature.inputs)
@@ -141,6 +146,11 @@ def tensors_to_inputs(
         got = DTYPE_NAMES.get(proto.dtype, str(proto.dtype))
         if got != spec.dtype:
             raise InvalidInputError(f"input {key!r} expects {spec.dtype}; got {got}")
+    total = sum(tensor_checks.decoded_bytes(tensors[key], key) for key in signature.inputs)
+    if max_bytes is not None:
+        tensor_checks.check_request_size(total, max_bytes)
+    for key, spec in signature.inputs.items():
+        proto = tensors[key]
         try:
             arr = _fast_ndarray(proto, spec)
             if arr is None:
@@ -242,7 +252,41 @@ def _serialized_examples(input_proto: Any) -> list[bytes]:
     return out
 
 
-def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class AdminPolicy:
+    """Who may call ModelService's admin method, ``HandleReloadConfigRequest``.
+
+    ``allowed`` turns it on; with a ``token``, a call must also carry the metadata
+    ``authorization: Bearer <token>`` (what the tfserving target sends as its ``api_key``).
+    """
+
+    allowed: bool = True
+    token: str | None = None
+
+    def check(self, context: Any, method: str) -> None:
+        """Raise PERMISSION_DENIED or UNAUTHENTICATED unless this call may proceed."""
+        if not self.allowed:
+            raise TfdeployError(
+                f"{method} is turned off on this server",
+                hint="a server listening beyond loopback allows it only when started with "
+                "--allow-config-reload",
+                code="PERMISSION_DENIED",
+            )
+        if self.token is None:
+            return
+        sent = dict(context.invocation_metadata() or ()).get("authorization", "")
+        if not hmac.compare_digest(str(sent).encode(), f"Bearer {self.token}".encode()):
+            raise TfdeployError(
+                f"{method} needs the server's admin token",
+                hint="send the metadata 'authorization: Bearer <token>' (a tfserving target "
+                "sends its api_key)",
+                code="UNAUTHENTICATED",
+            )
+
+
+def _servicers(
+    repository: ModelRepository, *, max_bytes: int | None = None, admin: AdminPolicy = AdminPolicy()
+) -> tuple[Any, Any]:
     _require_apis()
     from tensorflow_serving.apis import (
         classification_pb2,
@@ -311,7 +355,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
             sig = wire.select_signature(
                 servable.signatures, request.model_spec.signature_name or None
             )
-            inputs, size = tensors_to_inputs(request.inputs, sig)
+            inputs, size = tensors_to_inputs(request.inputs, sig, max_bytes=max_bytes)
             outputs = await run(servable, sig.name, inputs, size, request.model_spec)
             wanted = list(request.output_filter) or list(outputs)
             unknown = [k for k in wanted if k not in outputs]
@@ -380,6 +424,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
 
         @_rpc("HandleReloadConfigRequest")
         async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:
+            admin.check(context, "HandleReloadConfigRequest")
             configs = configs_from_proto(request.config)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, repo.apply_config, configs)
@@ -391,12 +436,26 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
 
 
 class GrpcServer:
-    """The gRPC server on its own thread and event loop."""
+    """The gRPC server on its own thread and event loop.
 
-    def __init__(self, repository: ModelRepository, host: str, port: int) -> None:
+    ``max_message_bytes`` bounds a request message (and what its tensors decode to), as
+    ``--max-body-bytes`` bounds a REST body; ``admin`` says who may reload the config.
+    """
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        host: str,
+        port: int,
+        *,
+        max_message_bytes: int = 32 * 1024 * 1024,
+        admin: AdminPolicy = AdminPolicy(),
+    ) -> None:
         self.repository = repository
         self.host = host
         self._requested_port = port
+        self.max_message_bytes = max_message_bytes
+        self.admin = admin
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: Any = None
@@ -412,13 +471,18 @@ class GrpcServer:
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        prediction, models = _servicers(self.repository)
+        prediction, models = _servicers(
+            self.repository, max_bytes=self.max_message_bytes, admin=self.admin
+        )
 
         async def build() -> int:
             self._server = grpc.aio.server(
                 options=[
-                    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                    ("grpc.max_receive_message_length", self.max_message_bytes),
                     ("grpc.max_send_message_length", 256 * 1024 * 1024),
+                    # grpcio sets SO_REUSEPORT by default, so a second server could share the
+                    # port and answer half the calls: a port in use must fail to bind.
+                    ("grpc.so_reuseport", 0),
                 ]
             )
             prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
@@ -426,13 +490,22 @@ class GrpcServer:
             )
             model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self._server)
             host = f"[{self.host}]" if ":" in self.host else self.host
-            port: int = self._server.add_insecure_port(f"{host}:{self._requested_port}")
-            await self._server.start()
+            try:
+                port: int = self._server.add_insecure_port(f"{host}:{self._requested_port}")
+            except RuntimeError:
+                port = 0
+            if port:
+                await self._server.start()
             return port
 
         self.port = self._loop.run_until_complete(build())
         if not self.port:
-            raise OSError(f"cannot bind gRPC port {self._requested_port} on {self.host}")
+            self._loop.close()
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self._requested_port} for gRPC: the port is in "
+                "use or the address is not available",
+                hint="choose another --grpc-port (0 picks a free one)",
+            )
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tfdeploy-grpc", daemon=True
         )

@@ -8,6 +8,7 @@ finishes in-flight requests before exiting) or returns a :class:`ServerHandle`.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdeploy.errors import ConfigError, DependencyError, ServableNotFoundError
+from tfdeploy.secrets import add_secret
 from tfdeploy.server.batching import BatchingOptions
 from tfdeploy.server.metrics import Metrics
 from tfdeploy.server.repository import (
@@ -83,6 +85,16 @@ def model_configs(
         return [ModelConfig(model_name or DEFAULT_MODEL_NAME, base)]
     assert model_config_file is not None
     return read_config_file(model_config_file)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -188,6 +200,8 @@ def serve_savedmodel(
     max_enqueued: int = 1024,
     num_batch_threads: int = 1,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allow_config_reload: bool | None = None,
+    admin_token: str | None = None,
     browse: bool = False,
     quiet: bool = False,
 ) -> ServerHandle | None:
@@ -200,7 +214,14 @@ def serve_savedmodel(
     With ``background=True`` returns a :class:`ServerHandle` (``.url``, ``.grpc_address``,
     ``.stop()``) once the server answers; otherwise blocks until SIGINT or SIGTERM, then
     finishes the requests in flight and returns ``None``.
+
+    ``HandleReloadConfigRequest``, which can point a model at any SavedModel path, is allowed
+    by default only when ``host`` is a loopback address; ``allow_config_reload=True`` allows
+    it on any address, ``False`` nowhere. With ``admin_token`` a reload must carry
+    ``authorization: Bearer <token>``.
     """
+    if admin_token:
+        add_secret(admin_token)
     configs = model_configs(
         path,
         model_base_path=model_base_path,
@@ -220,14 +241,23 @@ def serve_savedmodel(
     )
     repository.start()
     grpc_server = None
+    sock: socket.socket | None = None
     try:
         sock = _bind(host, port)
         if grpc_port is not None:
-            from tfdeploy.server.grpc_service import GrpcServer
+            from tfdeploy.server.grpc_service import AdminPolicy, GrpcServer
 
-            grpc_server = GrpcServer(repository, host, grpc_port)
+            admin = AdminPolicy(
+                allowed=is_loopback(host) if allow_config_reload is None else allow_config_reload,
+                token=admin_token or None,
+            )
+            grpc_server = GrpcServer(
+                repository, host, grpc_port, max_message_bytes=max_body_bytes, admin=admin
+            )
             grpc_server.start()
     except BaseException:
+        if sock is not None:
+            sock.close()
         _shutdown(grpc_server, repository)
         raise
     bound = sock.getsockname()[1]
