@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import Any
@@ -101,7 +102,9 @@ class RestApp:
         self.metrics = repository.metrics
         self.max_body_bytes = max_body_bytes
         self._static = _static_files()
-        self._spec_cache: tuple[Servable, bytes] | None = None
+        # The spec of the servable it was built for, held weakly: an unloaded version must not
+        # stay in memory because its spec was the last one asked for.
+        self._spec_cache: tuple[weakref.ref[Servable], bytes] | None = None
         self._in_flight = 0
         self.metrics.add_gauge(
             "tfdeploy_requests_in_flight",
@@ -328,13 +331,13 @@ class RestApp:
     def _spec(self) -> bytes:
         servable = self.repository.resolve()
         cached = self._spec_cache
-        if cached is not None and cached[0] is servable:
+        if cached is not None and cached[0]() is servable:
             return cached[1]
         spec = openapi.build_spec(
             servable.signatures, model_name=servable.name, version=servable.version
         )
         data = wire.dumps(spec)
-        self._spec_cache = (servable, data)
+        self._spec_cache = (weakref.ref(servable), data)
         return data
 
     def _health(self, path: str) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
