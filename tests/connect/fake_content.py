@@ -249,8 +249,8 @@ class SavedModelRuntime:
         body: bytes,
     ) -> Reply:
         """``POST /<signature>/predict`` with a contract body; anything else is a 404."""
-        from tfdeploy.predict import wire as contract
         from tfdeploy.errors import TfdeployError
+        from tfdeploy.predict import wire as contract
 
         path = target.split("?", 1)[0]
         match = _PREDICT.fullmatch(path)

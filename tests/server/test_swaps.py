@@ -114,8 +114,10 @@ def test_server_memory_stays_flat_across_version_swaps(
     base = tmp_path / "base"
     swap_in(big_savedmodel, base, 1)
     server = subprocess.Popen(
-        [sys.executable, "-m", "tfdeploy", "serve", "--model-base-path", str(base)]
-        + ["--port", "0", "--file-system-poll-wait-seconds", "0.1"],
+        [
+            *(sys.executable, "-m", "tfdeploy", "serve", "--model-base-path", str(base)),
+            *("--port", "0", "--file-system-poll-wait-seconds", "0.1"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
