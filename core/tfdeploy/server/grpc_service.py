@@ -20,7 +20,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfdeploy.errors import ConfigError, DependencyError, InvalidInputError, TfdeployError
+from tfdeploy.errors import (
+    ConfigError,
+    DependencyError,
+    InvalidInputError,
+    TfdeployError,
+)
 from tfdeploy.model.signatures import (
     DTYPE_NAMES,
     DTYPE_NUMBERS,
@@ -30,6 +35,7 @@ from tfdeploy.model.signatures import (
 )
 from tfdeploy.predict import _tf, tfexample, wire
 from tfdeploy.server import tensor_checks
+from tfdeploy.server.limits import DEFAULT_MAX_BODY_BYTES, ByteBudget
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 from tfdeploy.server.rest import examples_input
 
@@ -80,7 +86,11 @@ def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
 
             started = time.perf_counter()
             code = "OK"
+            held = 0
             try:
+                size = request.ByteSize()
+                self.budget.reserve(size)
+                held = size
                 return await method(self, request, context)
             except TfdeployError as exc:
                 code = exc.code
@@ -97,6 +107,7 @@ def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
                 raise
             finally:
+                self.budget.release(held)
                 self.metrics.requests.inc("grpc", route, code)
                 self.metrics.latency.observe(time.perf_counter() - started, "grpc", route)
 
@@ -285,7 +296,11 @@ class AdminPolicy:
 
 
 def _servicers(
-    repository: ModelRepository, *, max_bytes: int | None = None, admin: AdminPolicy = AdminPolicy()
+    repository: ModelRepository,
+    *,
+    max_bytes: int | None = None,
+    admin: AdminPolicy = AdminPolicy(),
+    budget: ByteBudget | None = None,
 ) -> tuple[Any, Any]:
     _require_apis()
     from tensorflow_serving.apis import (
@@ -300,6 +315,7 @@ def _servicers(
     )
 
     repo = repository
+    in_flight = budget or ByteBudget(2**62)
 
     async def run(
         servable: Servable,
@@ -348,6 +364,7 @@ def _servicers(
         """tensorflow.serving.PredictionService."""
 
         metrics = repo.metrics
+        budget = in_flight
 
         @_rpc("Predict")
         async def Predict(self, request: Any, context: Any) -> Any:
@@ -408,6 +425,7 @@ def _servicers(
         """tensorflow.serving.ModelService."""
 
         metrics = repo.metrics
+        budget = in_flight
 
         @_rpc("GetModelStatus")
         async def GetModelStatus(self, request: Any, context: Any) -> Any:
@@ -439,7 +457,8 @@ class GrpcServer:
     """The gRPC server on its own thread and event loop.
 
     ``max_message_bytes`` bounds a request message (and what its tensors decode to), as
-    ``--max-body-bytes`` bounds a REST body; ``admin`` says who may reload the config.
+    ``--max-body-bytes`` bounds a REST body; ``admin`` says who may reload the config;
+    ``budget`` bounds the bytes of calls in flight, shared with the REST side.
     """
 
     def __init__(
@@ -448,14 +467,16 @@ class GrpcServer:
         host: str,
         port: int,
         *,
-        max_message_bytes: int = 32 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
         admin: AdminPolicy = AdminPolicy(),
+        budget: ByteBudget | None = None,
     ) -> None:
         self.repository = repository
         self.host = host
         self._requested_port = port
         self.max_message_bytes = max_message_bytes
         self.admin = admin
+        self.budget = budget
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: Any = None
@@ -472,7 +493,7 @@ class GrpcServer:
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
         prediction, models = _servicers(
-            self.repository, max_bytes=self.max_message_bytes, admin=self.admin
+            self.repository, max_bytes=self.max_message_bytes, admin=self.admin, budget=self.budget
         )
 
         async def build() -> int:

@@ -34,6 +34,13 @@ from tfdeploy.errors import (
 from tfdeploy.model.signatures import CLASSIFY_METHOD, REGRESS_METHOD, Signature
 from tfdeploy.predict import tfexample, wire
 from tfdeploy.server import openapi
+from tfdeploy.server.limits import (
+    ABORT_KEY,
+    DEFAULT_MAX_BODY_BYTES,
+    ByteBudget,
+    ServerLimits,
+    deadline,
+)
 from tfdeploy.server.repository import ModelRepository, Servable
 
 log = logging.getLogger("tfdeploy.server")
@@ -43,8 +50,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: Default largest request body, in bytes.
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Bodies larger than this are parsed and answered on a worker thread, off the event loop.
 OFFLOAD_BYTES = 64 * 1024
 
@@ -67,7 +72,8 @@ class HttpError(TfdeployError):
     """An HTTP-level problem (unknown route, wrong method) with its own status."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message, code="NOT_FOUND" if status == 404 else "INVALID_ARGUMENT")
+        codes = {404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED"}
+        super().__init__(message, code=codes.get(status, "INVALID_ARGUMENT"))
         self.status = status
 
     @property
@@ -92,15 +98,43 @@ def _static_files() -> dict[str, tuple[bytes, bytes]]:
     return files
 
 
+class _Body:
+    """What one request's body holds of the server: bytes reserved, and whether it was read."""
+
+    __slots__ = ("held", "read")
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.read = True  # until a request with a body starts reading it
+
+
 class RestApp:
-    """The ASGI application of ``tfdeploy serve`` over a :class:`ModelRepository`."""
+    """The ASGI application of ``tfdeploy serve`` over a :class:`ModelRepository`.
+
+    A body must arrive within ``limits.body_timeout`` (else 408) and an answer be read within
+    it; request bodies in flight are bounded in bytes by ``budget`` (else 503), shared with
+    the gRPC side when one is given.
+    """
 
     def __init__(
-        self, repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        repository: ModelRepository,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: ServerLimits | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = repository.metrics
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or ServerLimits(max_inflight_bytes=max(2 * max_body_bytes, 1))
+        self.limits.check(max_body_bytes)
+        self.budget = budget or ByteBudget(self.limits.max_inflight_bytes)
+        self.metrics.add_gauge(
+            "tfdeploy_inflight_bytes",
+            "Bytes of request bodies being read, parsed, queued or answered.",
+            lambda: float(self.budget.used),
+        )
         self._static = _static_files()
         # The spec of the servable it was built for, held weakly: an unloaded version must not
         # stay in memory because its spec was the last one asked for.
@@ -122,31 +156,47 @@ class RestApp:
         started = time.perf_counter()
         route = "unknown"
         self._in_flight += 1
+        request = _Body()
         try:
-            route, status, headers, body = await self._dispatch(scope, receive)
-        except _Disconnected:
-            return
-        except TfdeployError as exc:
-            status, headers = exc.http_status, _JSON
-            body = wire.dumps({"error": exc.describe()})
-            self.metrics.errors.inc(getattr(exc, "code", "UNKNOWN"))
-        except Exception as exc:  # never a traceback to the client
-            log.exception("internal error answering %s %s", scope["method"], scope["path"])
-            status, headers = 500, _JSON
-            body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
-            self.metrics.errors.inc("INTERNAL")
+            try:
+                route, status, headers, body = await self._dispatch(scope, receive, request)
+            except _Disconnected:
+                return
+            except TfdeployError as exc:
+                status, headers = exc.http_status, _JSON
+                body = wire.dumps({"error": exc.describe()})
+                self.metrics.errors.inc(getattr(exc, "code", "UNKNOWN"))
+            except Exception as exc:  # never a traceback to the client
+                log.exception("internal error answering %s %s", scope["method"], scope["path"])
+                status, headers = 500, _JSON
+                body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+                self.metrics.errors.inc("INTERNAL")
+            if not request.read:  # what is left of the body is not wanted: end the connection
+                headers = [*headers, (b"connection", b"close")]
+            await self._send(scope, send, status, headers, body)
         finally:
             self._in_flight -= 1
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            self.budget.release(request.held)
         self.metrics.requests.inc("rest", route, str(status))
         self.metrics.latency.observe(time.perf_counter() - started, "rest", route)
+
+    async def _send(
+        self, scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Send the answer; a client that does not read it within the body timeout is cut off."""
+        start = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+        try:
+            with deadline(self.limits.body_timeout):
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+        except TimeoutError:
+            abort = scope.get(ABORT_KEY)
+            if abort is not None:
+                abort()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -158,7 +208,7 @@ class RestApp:
                 return
 
     async def _dispatch(
-        self, scope: Scope, receive: Receive
+        self, scope: Scope, receive: Receive, request: _Body
     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
         path: str = scope["path"]
         method: str = scope["method"]
@@ -168,16 +218,16 @@ class RestApp:
                 if "/versions/" in path and "/labels/" in path:
                     raise InvalidInputError("a request may name a version or a label, not both")
                 raise HttpError(404, f"Malformed request: {method} {path}")
-            return await self._tf_serving(match, method, scope, receive)
+            return await self._tf_serving(match, method, scope, receive, request)
         match = _PREDICT.match(path)
         if match is not None:
             self._method(method, "POST")
-            raw = await self._body(scope, receive)
+            raw = await self._body(scope, receive, request)
             answer = await self._predict(raw, None, None, None, match["signature"])
             return "predict", 200, _JSON, answer
         if path == "/_noop":
             self._method(method, "POST")
-            raw = await self._body(scope, receive)
+            raw = await self._body(scope, receive, request)
             wire.loads(raw)
             return "noop", 200, _JSON, b'{"predictions":[]}'
         self._method(method, "GET", "HEAD")
@@ -201,23 +251,41 @@ class RestApp:
         if method not in allowed:
             raise HttpError(405, f"method {method} is not allowed here (use {', '.join(allowed)})")
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _body(self, scope: Scope, receive: Receive, request: _Body) -> bytes:
+        """Read the body within the body timeout, its bytes reserved in the budget as they come
+        (all at once when a Content-Length announces them)."""
         limit = self.max_body_bytes
+        request.read = False
         for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > limit:
-                raise self._too_large(int(value))
+            if key == b"content-length" and value.isdigit():
+                declared = int(value)
+                if declared > limit:
+                    raise self._too_large(declared)
+                self.budget.reserve(declared)
+                request.held = declared
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large(size)
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            with deadline(self.limits.body_timeout):
+                while not request.read:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Disconnected
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > limit:
+                        raise self._too_large(size)
+                    if size > request.held:
+                        self.budget.reserve(size - request.held)
+                        request.held = size
+                    chunks.append(chunk)
+                    request.read = not message.get("more_body")
+        except TimeoutError:
+            raise HttpError(
+                408,
+                f"the request's body did not arrive within {self.limits.body_timeout:g} s "
+                f"({size} bytes came)",
+            ) from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _too_large(self, size: int) -> RequestTooLargeError:
         return RequestTooLargeError(
@@ -292,7 +360,7 @@ class RestApp:
     # --- TF Serving -----------------------------------------------------------------------
 
     async def _tf_serving(
-        self, match: re.Match[str], method: str, scope: Scope, receive: Receive
+        self, match: re.Match[str], method: str, scope: Scope, receive: Receive, request: _Body
     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
         name = match["name"]
         version = int(match["version"]) if match["version"] is not None else None
@@ -300,7 +368,7 @@ class RestApp:
         verb = match["verb"]
         if verb is not None:
             self._method(method, "POST")
-            raw = await self._body(scope, receive)
+            raw = await self._body(scope, receive, request)
             if verb == "predict":
                 return (
                     "tfs_predict",

@@ -7,6 +7,7 @@ finishes in-flight requests before exiting) or returns a :class:`ServerHandle`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -30,7 +31,13 @@ from tfdeploy.server.repository import (
     ModelRepository,
     read_config_file,
 )
-from tfdeploy.server.rest import DEFAULT_MAX_BODY_BYTES, RestApp
+from tfdeploy.server.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    ByteBudget,
+    ServerLimits,
+    limited_protocol,
+)
+from tfdeploy.server.rest import RestApp
 
 #: Seconds that a stopping server gives in-flight requests.
 GRACE_SECONDS = 30.0
@@ -114,7 +121,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_server(app: RestApp) -> Any:
+def _uvicorn_server(app: RestApp, limits: ServerLimits) -> Any:
     try:
         import uvicorn
     except ImportError as exc:
@@ -143,11 +150,20 @@ def _uvicorn_server(app: RestApp) -> Any:
                     signal.signal(sig, handler)
 
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    protocol: type[asyncio.Protocol]
+    if _has("httptools"):
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        protocol = HttpToolsProtocol
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        protocol = H11Protocol
     config = uvicorn.Config(
         app,
         loop=loop,
-        http=http,
+        http=limited_protocol(protocol, limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
         lifespan="off",
         log_level="warning",
         access_log=False,
@@ -202,6 +218,7 @@ def serve_savedmodel(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     allow_config_reload: bool | None = None,
     admin_token: str | None = None,
+    limits: ServerLimits | None = None,
     browse: bool = False,
     quiet: bool = False,
 ) -> ServerHandle | None:
@@ -219,6 +236,10 @@ def serve_savedmodel(
     by default only when ``host`` is a loopback address; ``allow_config_reload=True`` allows
     it on any address, ``False`` nowhere. With ``admin_token`` a reload must carry
     ``authorization: Bearer <token>``.
+
+    ``limits`` (:class:`~tfdeploy.server.limits.ServerLimits`) bounds what clients may hold:
+    header and body timeouts, idle keep-alive time, open connections, and bytes of requests
+    in flight (REST and gRPC together; by default twice ``max_body_bytes``).
     """
     if admin_token:
         add_secret(admin_token)
@@ -236,6 +257,12 @@ def serve_savedmodel(
     )
     if min(max_batch_size, max_enqueued, num_batch_threads, max_body_bytes) < 1:
         raise ConfigError("batch size, queue bound, batch threads and body limit must be positive")
+    limits = limits or ServerLimits(max_inflight_bytes=2 * max_body_bytes)
+    try:
+        limits.check(max_body_bytes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    budget = ByteBudget(limits.max_inflight_bytes)
     repository = ModelRepository(
         configs, options=options, metrics=Metrics(), poll_seconds=poll_seconds
     )
@@ -252,7 +279,12 @@ def serve_savedmodel(
                 token=admin_token or None,
             )
             grpc_server = GrpcServer(
-                repository, host, grpc_port, max_message_bytes=max_body_bytes, admin=admin
+                repository,
+                host,
+                grpc_port,
+                max_message_bytes=max_body_bytes,
+                admin=admin,
+                budget=budget,
             )
             grpc_server.start()
     except BaseException:
@@ -263,7 +295,8 @@ def serve_savedmodel(
     bound = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
     url = f"http://{url_host}:{bound}"
-    server = _uvicorn_server(RestApp(repository, max_body_bytes=max_body_bytes))
+    app = RestApp(repository, max_body_bytes=max_body_bytes, limits=limits, budget=budget)
+    server = _uvicorn_server(app, limits)
     grpc_address = grpc_server.address if grpc_server else None
     if not quiet:
         print(_banner(url, repository, grpc_address), flush=True)
