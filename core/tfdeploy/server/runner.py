@@ -24,18 +24,18 @@ from typing import Any
 from tfdeploy.errors import ConfigError, DependencyError, ServableNotFoundError
 from tfdeploy.secrets import add_secret
 from tfdeploy.server.batching import BatchingOptions
+from tfdeploy.server.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    ByteBudget,
+    ServerLimits,
+    limited_protocol,
+)
 from tfdeploy.server.metrics import Metrics
 from tfdeploy.server.repository import (
     DEFAULT_MODEL_NAME,
     ModelConfig,
     ModelRepository,
     read_config_file,
-)
-from tfdeploy.server.limits import (
-    DEFAULT_MAX_BODY_BYTES,
-    ByteBudget,
-    ServerLimits,
-    limited_protocol,
 )
 from tfdeploy.server.rest import RestApp
 
