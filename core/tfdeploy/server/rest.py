@@ -171,7 +171,7 @@ class RestApp:
                 status, headers = 500, _JSON
                 body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
                 self.metrics.errors.inc("INTERNAL")
-            if not request.read:  # what is left of the body is not wanted: end the connection
+            if status == 408:  # a client too slow to send its body: end the connection
                 headers = [*headers, (b"connection", b"close")]
             await self._send(scope, send, status, headers, body)
         finally:
