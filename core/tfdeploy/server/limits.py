@@ -163,6 +163,7 @@ def limited_protocol(base: type[asyncio.Protocol], limits: ServerLimits) -> type
     the connection's ``abort()`` in ``scope[ABORT_KEY]``.
     """
     header_timeout = limits.header_timeout
+    body_timeout = limits.body_timeout
     max_connections = limits.max_connections
     late = _answer(
         _TIMEOUT_ANSWER, f"the request's headers did not arrive within {header_timeout:g} s"
@@ -199,12 +200,16 @@ def limited_protocol(base: type[asyncio.Protocol], limits: ServerLimits) -> type
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():
-                self._arm()
+                # An answer given before the body was read (413, 503): the rest of the body is
+                # read and dropped, so the client gets to read the answer; it has the body
+                # timeout for that, then the next request's headers are due.
+                draining = self.cycle is not None and self.cycle.more_body
+                self._arm(body_timeout if draining else header_timeout)
 
-        def _arm(self) -> None:
+        def _arm(self, seconds: float = header_timeout) -> None:
             self._disarm()
             self._armed_for = self.cycle
-            self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
+            self._header_timer = self.loop.call_later(seconds, self._headers_late)
 
         def _disarm(self) -> None:
             if self._header_timer is not None:

@@ -29,6 +29,7 @@ from tfdeploy.errors import (
     InvalidInputError,
     RequestTooLargeError,
     ServableNotFoundError,
+    ServerBusyError,
     TfdeployError,
 )
 from tfdeploy.model.signatures import CLASSIFY_METHOD, REGRESS_METHOD, Signature
@@ -171,7 +172,7 @@ class RestApp:
                 status, headers = 500, _JSON
                 body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
                 self.metrics.errors.inc("INTERNAL")
-            if status == 408:  # a client too slow to send its body: end the connection
+            if not request.read:  # a body too slow to arrive, or to drain: end the connection
                 headers = [*headers, (b"connection", b"close")]
             await self._send(scope, send, status, headers, body)
         finally:
@@ -253,33 +254,52 @@ class RestApp:
 
     async def _body(self, scope: Scope, receive: Receive, request: _Body) -> bytes:
         """Read the body within the body timeout, its bytes reserved in the budget as they come
-        (all at once when a Content-Length announces them)."""
+        (all at once when a Content-Length announces them).
+
+        A body refused before its end (413, 503) is still read to its end, and dropped as it
+        comes, so that the client, still sending, gets to read the answer.
+        """
         limit = self.max_body_bytes
         request.read = False
-        for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit():
-                declared = int(value)
-                if declared > limit:
-                    raise self._too_large(declared)
-                self.budget.reserve(declared)
-                request.held = declared
         chunks, size = [], 0
+        refused: TfdeployError | None = None
         try:
             with deadline(self.limits.body_timeout):
-                while not request.read:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _Disconnected
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        raise self._too_large(size)
-                    if size > request.held:
-                        self.budget.reserve(size - request.held)
-                        request.held = size
-                    chunks.append(chunk)
-                    request.read = not message.get("more_body")
+                try:
+                    for key, value in scope["headers"]:
+                        if key == b"content-length" and value.isdigit():
+                            declared = int(value)
+                            if declared > limit:
+                                raise self._too_large(declared)
+                            self.budget.reserve(declared)
+                            request.held = declared
+                    while not request.read:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            raise _Disconnected
+                        chunk = message.get("body", b"")
+                        size += len(chunk)
+                        if size > limit:
+                            raise self._too_large(size)
+                        if size > request.held:
+                            self.budget.reserve(size - request.held)
+                            request.held = size
+                        chunks.append(chunk)
+                        request.read = not message.get("more_body")
+                except (RequestTooLargeError, ServerBusyError) as exc:
+                    refused = exc
+                    chunks.clear()
+                    self.budget.release(request.held)
+                    request.held = 0
+                    while not request.read:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            raise _Disconnected from None
+                        request.read = not message.get("more_body")
+                    raise
         except TimeoutError:
+            if refused is not None:  # answered anyway; the unread rest closes the connection
+                raise refused from None
             raise HttpError(
                 408,
                 f"the request's body did not arrive within {self.limits.body_timeout:g} s "
