@@ -112,7 +112,7 @@ def test_deploy_says_the_connection_was_refused_and_changes_nothing(
 class Busy(http.server.BaseHTTPRequestHandler):
     """A REST server that is always busy: 503 to everything."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
         self.send_response(503)
         body = b'{"error": "overloaded"}'
