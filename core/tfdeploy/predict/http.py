@@ -113,11 +113,10 @@ def request(
         raise from_connection_error(url, "timed out", timed_out=True) from exc
     except OSError as exc:  # a reset or a half-closed connection while reading the answer
         raise from_connection_error(url, _reason_text(exc)) from exc
-    except (http.client.HTTPException, ValueError) as exc:  # a URL or answer it cannot handle
-        raise from_http_status(
-            502 if isinstance(exc, http.client.HTTPException) else 400,
-            f"{url}: {type(exc).__name__}: {exc}",
-        ) from exc
+    except (http.client.InvalidURL, ValueError) as exc:  # a URL it cannot send: ours to fix
+        raise from_http_status(400, f"cannot send a request to {url}: {exc}") from exc
+    except http.client.HTTPException as exc:  # an answer that is not HTTP
+        raise from_http_status(502, f"{url} answered what is not HTTP: {exc!r}") from exc
 
 
 def request_json(

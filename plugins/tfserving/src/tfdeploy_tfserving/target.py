@@ -69,6 +69,8 @@ class TFServingConfig(TargetConfig):
             raise ValueError("protocol 'rest' needs rest_url")
         if self.rest_url and not self.rest_url.startswith(("http://", "https://")):
             raise ValueError("rest_url must start with http:// or https://")
+        if self.rest_url and any(c.isspace() or ord(c) < 32 for c in self.rest_url):
+            raise ValueError("rest_url must not contain spaces or control characters")
         return self
 
 
