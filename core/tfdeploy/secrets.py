@@ -7,9 +7,9 @@ output, tracebacks) passes it through :func:`redact` at the moment it prints; th
 themselves are never rewritten.
 
 A secret is also masked in the forms other code prints it in: escaped as in a ``repr()`` or a
-JSON string, percent-encoded as in a URL, and cut at a ``/`` as in a path. Once a secret is registered, log records (of
-any logger: tfdeploy's, uvicorn's, a library's), warnings and the tracebacks of uncaught
-exceptions in threads are masked too, whoever prints them.
+JSON string, percent-encoded as in a URL, and cut at a ``/`` as in a path. Once a secret is
+registered, log records (of any logger: tfdeploy's, uvicorn's, a library's), warnings and the
+tracebacks of uncaught exceptions are masked too, whoever prints them.
 """
 
 from __future__ import annotations
