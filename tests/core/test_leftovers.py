@@ -81,3 +81,40 @@ def test_a_killed_process_leaves_nothing_after_the_next_run(
         alive.kill()
         alive.wait(timeout=30)
     assert workdir.sweep(tmp) == [held]
+
+
+def test_what_a_killed_package_or_export_wrote_aside_is_removed_by_the_next(
+    digits_savedmodel: Path, tmp_path: Path
+) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(finished.stdout)  # a process id that no longer runs
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = out / f".digits-1.tar.gz.tmp-{dead}-abc123"
+    leftover.write_bytes(b"half an archive")
+    ours = out / f".digits-1.tar.gz.tmp-{os.getpid()}-def456"  # a living writer's
+    ours.write_bytes(b"being written")
+    package(digits_savedmodel, name="digits", output_dir=out)
+    assert not leftover.exists() and ours.exists()
+    assert (out / "digits-1.tar.gz").is_file()
+
+    from tfdeploy.predict import _tf
+    from tfdeploy.predict.export import export_savedmodel
+
+    tf = _tf.tensorflow()
+
+    class Double(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x: object) -> dict[str, object]:
+            return {"y": x * 2.0}
+
+    staged = tmp_path / f".exported.tmp-{dead}-ghi789"
+    (staged / "model").mkdir(parents=True)
+    export_savedmodel(Double(), tmp_path / "exported")
+    assert not staged.exists()
+    assert (tmp_path / "exported" / "saved_model.pb").is_file()

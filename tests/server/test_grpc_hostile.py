@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from tests.server.conftest import http
 
 from tfdeploy.errors import ConfigError
 from tfdeploy.predict import _tf
@@ -215,3 +216,61 @@ def test_config_reload_is_off_beyond_loopback_unless_allowed_and_can_need_a_toke
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         closed.stop()
+
+
+def test_a_message_that_does_not_parse_is_invalid_argument(server: ServerHandle) -> None:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "XX"
+    bad_utf8 = request.SerializeToString().replace(b"XX", b"\xed\xa0")
+    assert server.grpc_address
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        for method in ("PredictionService/Predict", "PredictionService/Classify"):
+            call = channel.unary_unary(
+                f"/tensorflow.serving.{method}",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+            for raw in (bad_utf8, b"\xff\xff\xff\xff"):
+                with pytest.raises(grpc.RpcError) as err:
+                    call(raw, timeout=30)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+                assert "not a valid message" in err.value.details()
+
+
+def test_a_context_repeated_in_many_examples_is_bounded(examples_savedmodel: Path) -> None:
+    from tensorflow_serving.apis import classification_pb2
+
+    handle = serve_savedmodel(
+        examples_savedmodel,
+        model_name="examples",
+        port=0,
+        grpc_port=0,
+        background=True,
+        quiet=True,
+        max_body_bytes=200_000,
+    )
+    assert handle is not None and handle.grpc_address
+    try:
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = "examples"
+        listed = request.input.example_list_with_context
+        listed.context.features.feature["pad"].bytes_list.value.append(b"x" * 100_000)
+        for _ in range(5_000):  # 5,000 copies of a 100 kB context: 500 MB from a 110 kB message
+            listed.examples.add().features.feature["x"].float_list.value.append(0.5)
+        with grpc.insecure_channel(handle.grpc_address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Classify(request, timeout=30)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "context" in err.value.details()
+        body = {
+            "context": {"pad": "x" * 100_000},
+            "examples": [{"x": 0.5}] * 5_000,
+        }
+        status, answer = http("POST", handle.url + "/v1/models/examples:classify", body)
+        assert status == 400 and "context" in answer["error"], answer
+        small = {"context": {"pad": "x"}, "examples": [{"x": 0.5}] * 3}
+        status, answer = http("POST", handle.url + "/v1/models/examples:classify", small)
+        assert status == 200 and len(answer["results"]) == 3
+    finally:
+        handle.stop()

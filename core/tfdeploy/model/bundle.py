@@ -209,7 +209,8 @@ def write_archive(target: Path, entries: Iterable[tuple[str, Path | bytes | None
     time. The archive is written aside and renamed into place.
     """
     unique = dict(entries)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    workdir.sweep_aside(target)
+    fd, tmp = tempfile.mkstemp(prefix=workdir.aside_prefix(target), dir=target.parent)
     try:
         with (
             os.fdopen(fd, "wb") as raw,

@@ -7,6 +7,10 @@ lock goes with it; the next tfdeploy process that makes such a directory first r
 one whose lock it can take. Directories without a lock come from older versions of tfdeploy
 and are removed once they are a day old; ``tfdeploy-view-*`` folders (TensorBoard logs a user
 may still be looking at) are never touched.
+
+Files and folders written aside before being renamed into place (an archive, an exported
+model) carry their process id in their name (:func:`aside_name`); :func:`sweep_aside` removes
+those of dead processes before the next one writes to the same place.
 """
 
 from __future__ import annotations
@@ -109,4 +113,37 @@ def _abandoned(path: Path) -> bool:
         return False  # its process still holds it
     finally:
         os.close(fd)
+    return True
+
+
+def aside_prefix(target: Path) -> str:
+    """The name prefix of what this process writes aside before renaming it to ``target``."""
+    return f".{target.name}.tmp-{os.getpid()}-"
+
+
+def sweep_aside(target: Path) -> None:
+    """Remove what dead processes wrote aside for ``target`` (see :func:`aside_prefix`)."""
+    start = f".{target.name}.tmp-"
+    try:
+        siblings = [p for p in target.parent.iterdir() if p.name.startswith(start)]
+    except OSError:
+        return
+    for path in siblings:
+        pid = path.name[len(start) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True

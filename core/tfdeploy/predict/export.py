@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdeploy.errors import InvalidModelError, TfdeployError
+from tfdeploy.model import workdir
 from tfdeploy.model.savedmodel import version_dirs
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE
 from tfdeploy.predict import _tf
@@ -53,7 +54,8 @@ def export_savedmodel(
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     module, sigs = _serving_module(model, signatures)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    workdir.sweep_aside(target)  # what an interrupted export left
+    staging = Path(tempfile.mkdtemp(prefix=workdir.aside_prefix(target), dir=target.parent))
     try:
         tf.saved_model.save(module, str(staging / "model"), signatures=sigs)
         _publish(staging / "model", target)

@@ -21,13 +21,16 @@ from tfdeploy.model.protowire import length_delimited, varint
 from tfdeploy.predict.wire import check_text, is_b64, json_kind
 
 
-def examples_to_protos(body: Any) -> list[bytes]:
+def examples_to_protos(body: Any, *, max_bytes: int | None = None) -> list[bytes]:
     """Turn a ``:classify``/``:regress`` body into serialized ``tf.Example`` protos.
 
     ``{"examples": [{feature: value}], "context"?: {feature: value}}``: a value is a number,
     a string, ``{"b64": ...}`` or a list of one kind; whole numbers become an ``int64_list``,
     other numbers a ``float_list``, strings and b64 a ``bytes_list``. Context features are
     added to every example. Encoded by hand so that no TensorFlow is needed.
+
+    With ``max_bytes``, examples that would take more than that in all (a large context
+    repeated in many examples) are refused before they do.
     """
     if not isinstance(body, Mapping):
         raise InvalidInputError(f"the request must be a JSON object, not {json_kind(body)}")
@@ -43,6 +46,7 @@ def examples_to_protos(body: Any) -> list[bytes]:
         raise InvalidInputError("'context' must be an object keyed by feature name")
     shared = {str(k): _feature(v, f"context.{k}") for k, v in context.items()}
     out = []
+    total = 0
     for i, ex in enumerate(examples):
         if not isinstance(ex, Mapping):
             raise InvalidInputError(f"examples[{i}] is {json_kind(ex)}, not an object")
@@ -52,7 +56,18 @@ def examples_to_protos(body: Any) -> list[bytes]:
             for k, f in sorted(features.items())
         )
         out.append(length_delimited(1, entries))
+        total += len(out[-1])
+        check_examples_size(total, max_bytes, len(examples))
     return out
+
+
+def check_examples_size(total: int, max_bytes: int | None, count: int) -> None:
+    """Refuse examples that, their context repeated in each, pass ``max_bytes``."""
+    if max_bytes is not None and total > max_bytes:
+        raise InvalidInputError(
+            f"the {count} examples, with their context, take more than {max_bytes} bytes",
+            hint="send fewer examples per request, or a smaller context",
+        )
 
 
 def _feature(value: Any, where: str) -> bytes:

@@ -88,6 +88,10 @@ def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
             code = "OK"
             held = 0
             try:
+                if isinstance(request, MalformedRequest):
+                    raise InvalidInputError(
+                        f"the {route} request is not a valid message: {request.error}"
+                    )
                 size = request.ByteSize()
                 self.budget.reserve(size)
                 held = size
@@ -114,6 +118,43 @@ def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
         return handler
 
     return wrap
+
+
+class MalformedRequest:
+    """What a call's request becomes when its bytes are not the message they should be."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A request deserializer that hands the handler a :class:`MalformedRequest` instead of
+    raising (which grpcio answers UNKNOWN), so a corrupt message is INVALID_ARGUMENT."""
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # protobuf's DecodeError, bad UTF-8 in a string field...
+            return MalformedRequest(exc)
+
+    return parse
+
+
+def _malformed_interceptor() -> Any:
+    import grpc
+
+    class Tolerant(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+        """Wraps every method's request deserializer with :func:`_tolerant`."""
+
+        async def intercept_service(self, continuation: Any, details: Any) -> Any:
+            handler = await continuation(details)
+            if handler is None or handler.request_deserializer is None:
+                return handler
+            return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+
+    return Tolerant()
 
 
 def _spec_target(spec: Any) -> tuple[str, int | None, str | None]:
@@ -240,7 +281,7 @@ def signature_def_map(signatures: Mapping[str, Signature]) -> Any:
     return out
 
 
-def _serialized_examples(input_proto: Any) -> list[bytes]:
+def _serialized_examples(input_proto: Any, max_bytes: int | None = None) -> list[bytes]:
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
         examples = list(input_proto.example_list.examples)
@@ -253,13 +294,17 @@ def _serialized_examples(input_proto: Any) -> list[bytes]:
     if not examples:
         raise InvalidInputError("the request's input holds no examples")
     out = []
+    total = 0
+    per_context = context.ByteSize() if context is not None else 0
     for ex in examples:
+        tfexample.check_examples_size(total + per_context + ex.ByteSize(), max_bytes, len(examples))
         if context is not None:
             merged = type(ex)()
             merged.CopyFrom(context)
             merged.MergeFrom(ex)
             ex = merged
         out.append(ex.SerializeToString())
+        total += len(out[-1])
     return out
 
 
@@ -354,7 +399,7 @@ def _servicers(
         servable = resolve(request.model_spec)
         sig = wire.select_signature(servable.signatures, request.model_spec.signature_name or None)
         key = examples_input(sig, kind)
-        protos = _serialized_examples(request.input)
+        protos = _serialized_examples(request.input, max_bytes)
         inputs = {key: np.array(protos, dtype=object)}
         outputs = await run(servable, sig.name, inputs, len(protos), request.model_spec)
         answer_spec(out_spec, servable, sig.name)
@@ -498,13 +543,14 @@ class GrpcServer:
 
         async def build() -> int:
             self._server = grpc.aio.server(
+                interceptors=[_malformed_interceptor()],
                 options=[
                     ("grpc.max_receive_message_length", self.max_message_bytes),
                     ("grpc.max_send_message_length", 256 * 1024 * 1024),
                     # grpcio sets SO_REUSEPORT by default, so a second server could share the
                     # port and answer half the calls: a port in use must fail to bind.
                     ("grpc.so_reuseport", 0),
-                ]
+                ],
             )
             prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
                 prediction, self._server

@@ -360,7 +360,7 @@ class RestApp:
             raise InvalidInputError("signature_name must be a string")
         signature = wire.select_signature(servable.signatures, requested)
         key = examples_input(signature, verb)
-        protos = tfexample.examples_to_protos(body)
+        protos = tfexample.examples_to_protos(body, max_bytes=self.max_body_bytes)
         inputs = {key: np.array(protos, dtype=object)}
         future = repo.submit(
             servable,
