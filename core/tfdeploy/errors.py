@@ -272,14 +272,43 @@ def from_grpc_status(code: str, message: str, *, hint: str | None = None) -> Rem
     return RemoteError(message, hint=hint, code=known, retryable=CODES[known][1])
 
 
+#: What a connection error says when nothing listens at the address, or the address does not
+#: exist: known at once, and trying again a moment later will not change it.
+_UNREACHABLE = (
+    "connection refused",
+    "name resolution",
+    "dns resolution",
+    "unknown host",
+    "name or service not known",
+    "nodename nor servname",
+    "no route to host",
+    "network is unreachable",
+)
+
+
 def from_connection_error(where: str, reason: object, *, timed_out: bool = False) -> RemoteError:
-    """The error for a server at ``where`` that could not be reached (refused, unknown, silent)."""
+    """The error for a server at ``where`` that could not be reached (refused, unknown, silent).
+
+    A refused connection or an unknown host is known at once and is not retried (a wrong
+    address, a server that is down): its error is not ``retryable``. A timeout or a connection
+    dropped half-way may pass, and is.
+    """
     if timed_out:
         return RemoteError(
             f"{where} did not answer in time ({reason})",
             hint="check that the server is running and not overloaded, or raise the timeout",
             code="DEADLINE_EXCEEDED",
             retryable=True,
+        )
+    text = str(reason).lower()
+    refused = isinstance(reason, ConnectionRefusedError) or "connection refused" in text
+    if refused or any(sign in text for sign in _UNREACHABLE):
+        what = "connection refused" if refused else str(reason)
+        return RemoteError(
+            f"cannot reach {where}: {what}",
+            hint="check that the server is running and listening at that address",
+            code="UNAVAILABLE",
+            retryable=False,
         )
     return RemoteError(
         f"cannot reach {where}: {reason}",

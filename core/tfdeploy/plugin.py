@@ -30,8 +30,9 @@ What is here:
   :func:`from_grpc_status` and :func:`from_connection_error`, the one mapping of remote
   statuses to errors;
 - the wire contract: the module :mod:`wire <tfdeploy.predict.wire>` (``prepare``, ``answer``,
-  ``dumps``, ``loads``), :func:`request_json` and :func:`request`, the one HTTP helper, and
-  :func:`load_savedmodel` for targets that predict in-process;
+  ``dumps``, ``loads``), :func:`request_json` and :func:`request`, the one HTTP helper,
+  :func:`time_left` (the timeout a remote call may take within the operation's
+  :func:`deadline`), and :func:`load_savedmodel` for targets that predict in-process;
 - secrets: :func:`add_secret` for a credential the target holds, :func:`looks_secret` (whether
   a setting's name says it holds one), :func:`redact` to mask them.
 """
@@ -89,7 +90,7 @@ if TYPE_CHECKING:
         TensorSpec,
     )
     from tfdeploy.predict import wire
-    from tfdeploy.predict.http import request, request_json
+    from tfdeploy.predict.http import deadline, request, request_json, time_left
     from tfdeploy.predict.runtime import LoadedModel, load_savedmodel
     from tfdeploy.predict.validate import Check, ExtraCheck, Verdict
     from tfdeploy.secrets import add_secret, looks_secret, redact
@@ -149,7 +150,7 @@ _EXPORTS = {
         "tfdeploy.model.signatures",
     ),
     "wire": "tfdeploy.predict",
-    **dict.fromkeys(["request", "request_json"], "tfdeploy.predict.http"),
+    **dict.fromkeys(["deadline", "request", "request_json", "time_left"], "tfdeploy.predict.http"),
     **dict.fromkeys(["LoadedModel", "load_savedmodel"], "tfdeploy.predict.runtime"),
     **dict.fromkeys(["Check", "ExtraCheck", "Verdict"], "tfdeploy.predict.validate"),
     **dict.fromkeys(["add_secret", "looks_secret", "redact"], "tfdeploy.secrets"),
@@ -194,6 +195,7 @@ __all__ = [
     "VersionStatus",
     "add_secret",
     "content_digest",
+    "deadline",
     "from_connection_error",
     "from_grpc_status",
     "from_http_status",
@@ -205,6 +207,7 @@ __all__ = [
     "redact",
     "request",
     "request_json",
+    "time_left",
     "wire",
     "write_archive",
 ]

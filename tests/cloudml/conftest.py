@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tfdeploy.plugin import Progress
+
 from .fake_vertex import FakeVertex
 
 #: The prebuilt TensorFlow serving container the tests upload models with.
@@ -183,10 +185,11 @@ def make_cloudml(vertex: FakeVertex, staging_bucket: Any) -> Any:
         target.close()
 
 
-class Recorder:
-    """A Progress that remembers what a target reported."""
+class Recorder(Progress):
+    """A Progress that remembers what a target (and the retries around it) reported."""
 
     def __init__(self) -> None:
+        self.retries: list[str] = []
         self.steps: list[str] = []
         self.advances: list[tuple[int, int]] = []
         self.heartbeats: list[float] = []
@@ -202,6 +205,9 @@ class Recorder:
 
     def heartbeat(self, waited: float) -> None:
         self.heartbeats.append(waited)
+
+    def retrying(self, message: str, delay: float) -> None:
+        self.retries.append(message)
 
 
 def serving(fake: FakeVertex, endpoint_name: str) -> dict[tuple[str, str], int]:

@@ -138,7 +138,7 @@ def _closed_port() -> int:
     return port
 
 
-def test_status_of_an_unreachable_service_is_a_retryable_error_not_unknown(
+def test_status_of_an_unreachable_service_is_an_error_at_once_not_unknown(
     vertex: FakeVertex, make_cloudml: Any
 ) -> None:
     url = f"http://127.0.0.1:{_closed_port()}"
@@ -147,7 +147,8 @@ def test_status_of_an_unreachable_service_is_a_retryable_error_not_unknown(
         RemoteError, match=f"cannot reach Vertex AI at {url}: connection refused"
     ) as raised:
         target.status()
-    assert raised.value.code == "UNAVAILABLE" and raised.value.retryable
+    # A refused connection is known at once: not retried for a minute before saying so.
+    assert raised.value.code == "UNAVAILABLE" and not raised.value.retryable
 
 
 def test_status_before_a_deploy_names_the_missing_endpoint(

@@ -55,6 +55,29 @@ def test_rollback_redeploys_the_previous_version_and_keeps_the_newer_to_roll_for
     assert sorted(vertex.models[model_id].versions) == ["1", "2"]
 
 
+def test_rollback_with_discard_deletes_the_replaced_version_and_its_staged_files(
+    vertex: FakeVertex,
+    make_cloudml: Any,
+    two_versions: str,
+    digits_bundle: Bundle,
+    digits_bundle_changed: Bundle,
+    storage_client: Any,
+) -> None:
+    name = two_versions
+    model_id = f"tfdeploy-{name}"
+    status = make_cloudml(name).rollback(discard=True)
+    assert (status.version, status.digest) == ("1", digits_bundle.manifest.digest)
+    assert serving(vertex, name) == {(model_id, "1"): 100}
+    assert sorted(vertex.models[model_id].versions) == ["1"]
+    staged = {
+        b.name.split("/")[2]
+        for b in storage_client.list_blobs(STAGING_BUCKET, prefix=f"tfdeploy/{name}/")
+    }
+    assert staged == {digits_bundle.manifest.digest.removeprefix("sha256:")}
+    with pytest.raises(TargetError, match="no version or alias '2'"):
+        make_cloudml(name).rollback(to="2")
+
+
 def test_rollback_of_a_canary_gives_everything_back_to_the_stable_version(
     vertex: FakeVertex, make_cloudml: Any, digits_bundle: Bundle, digits_bundle_changed: Bundle
 ) -> None:

@@ -240,7 +240,7 @@ def test_the_key_and_the_secret_appear_in_no_output_error_traceback_log_or_bundl
         CONNECT_API_KEY=wrong_key, **debug,
     )  # fmt: skip
     fake_connect.fail("content-list", "500")
-    retried = published("status", "--target", "connect", **debug)
+    retried = published("status", "--target", "connect", "-v", **debug)
     fake_connect.fail("deploy", "failed-task", message="Unable to install the packages")
     failed = published(
         "deploy", "--target", "connect", "--yes", "--no-validate", "-C", "python=>=3.10", **debug

@@ -251,7 +251,7 @@ def test_a_request_that_gets_no_answer_is_a_retryable_timeout(
     assert fake_connect.url in late.value.message
 
 
-def test_a_server_that_is_not_there_is_a_retryable_error_at_once(
+def test_a_server_that_is_not_there_is_an_error_at_once(
     connect_api_key: str, model_name: str
 ) -> None:
     from tfdeploy_connect import ConnectConfig, ConnectTarget
@@ -267,7 +267,8 @@ def test_a_server_that_is_not_there_is_a_retryable_error_at_once(
         target.status()
 
     assert time.monotonic() - started < 5
-    assert refused.value.retryable and refused.value.code == "UNAVAILABLE"
+    # Refused is known at once: the operations do not retry it.
+    assert not refused.value.retryable and refused.value.code == "UNAVAILABLE"
     assert refused.value.message == f"cannot reach http://127.0.0.1:{port}: connection refused"
 
 
@@ -325,6 +326,27 @@ def test_rollback_keeps_the_replaced_bundle_so_it_can_roll_forward(
     assert (redeploy.changed, redeploy.bytes_sent, redeploy.status.version) == (True, 0, second)
     guid = content(fake_connect, model_name)["guid"]
     assert len(fake_connect.bundles(guid)) == 2
+
+
+def test_rollback_with_discard_deletes_the_bundle_it_replaces(
+    targets: Targets,
+    fake_connect: FakeConnect,
+    model_name: str,
+    digits_bundle: Bundle,
+    digits_bundle_changed: Bundle,
+) -> None:
+    first = targets(model_name).deploy(digits_bundle).status.version
+    second = targets(model_name).deploy(digits_bundle_changed).status.version
+
+    back = targets(model_name).rollback(discard=True)
+
+    assert (back.version, back.digest) == (first, digits_bundle.manifest.digest)
+    guid = content(fake_connect, model_name)["guid"]
+    assert [b["id"] for b in fake_connect.bundles(guid)] == [first]
+    with pytest.raises(TargetError, match=f"has no bundle '{second}'"):
+        targets(model_name).rollback(to=second)
+    # The newer model comes back only by uploading it again.
+    assert targets(model_name).deploy(digits_bundle_changed).bytes_sent > 0
 
 
 def test_rollback_with_one_bundle_or_nothing_deployed_says_why(

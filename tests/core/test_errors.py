@@ -54,7 +54,7 @@ def test_grpc_codes_and_http_codes_agree() -> None:
     assert from_grpc_status("NO_SUCH_CODE", "odd").code == "UNKNOWN"
 
 
-def test_a_dead_server_is_the_same_retryable_error_from_a_url_and_from_a_target(
+def test_a_dead_server_is_the_same_error_from_a_url_and_from_a_target_and_not_retried(
     digits_instances: list,
 ) -> None:
     from tfdeploy_tfserving import TFServingConfig, TFServingTarget
@@ -71,9 +71,19 @@ def test_a_dead_server_is_the_same_retryable_error_from_a_url_and_from_a_target(
         target.predict({"instances": digits_instances})
     target.close()
     for err in (from_url.value, from_target.value):
-        assert (err.code, err.retryable) == ("UNAVAILABLE", True)
-        assert err.message.startswith("cannot reach") or "cannot reach" in err.message
+        # Nothing listens there: known at once, and a retry a moment later would not help.
+        assert (err.code, err.retryable) == ("UNAVAILABLE", False)
+        assert "cannot reach" in err.message and "connection refused" in err.message
         assert f"127.0.0.1:{port}" in err.message
+
+
+def test_a_silent_or_dropped_connection_stays_retryable() -> None:
+    from tfdeploy.errors import from_connection_error
+
+    assert from_connection_error("x", "timed out", timed_out=True).retryable
+    assert from_connection_error("x", "connection reset by peer").retryable
+    assert not from_connection_error("x", ConnectionRefusedError(111, "refused")).retryable
+    assert not from_connection_error("x", "unknown host (Name or service not known)").retryable
 
 
 def test_a_model_failure_carries_tensorflows_code_from_the_start(tmp_path: Path) -> None:

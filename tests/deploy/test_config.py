@@ -143,3 +143,19 @@ def test_the_example_file_at_the_root_is_valid(tmp_path: Path) -> None:
     assert loaded.targets
     for name in loaded.targets:
         loaded.target_config(name, get_plugins())
+
+
+def test_a_deploy_yaml_nested_too_deeply_or_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    deep = "[" * 3000 + "1" + "]" * 3000
+    assert "nested too deeply" in error_of(
+        write(tmp_path, f"model: {{path: m, instances: {deep}}}\n")
+    )
+    path = tmp_path / "deploy.yaml"
+    path.write_bytes(b'model: {path: m, name: "\xff\xfe"}\n')
+    assert "not UTF-8" in error_of(path)
+    (tmp_path / "instances.json").write_bytes(b'[["\xff"]]')
+    loaded = configuration.load(
+        write(tmp_path, "model: {path: m, instances: instances.json}\n"), environ={}
+    )
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        loaded.instances()

@@ -59,5 +59,6 @@ def test_a_secret_never_appears_anywhere(
     )
     assert found.stdout == ""
     assert (tmp_path / "served" / "digits" / "1" / "saved_model.pb").is_file()
-    # The guarded target could not reach its server, so its version was withdrawn.
-    assert list((models / "digits").glob(".tfdeploy-retired-1-*"))
+    # The guarded target could not reach its server, so it changed nothing, and said so.
+    assert "cannot reach 127.0.0.1:9 (gRPC GetModelStatus): connection refused" in text
+    assert not (models / "digits").exists() or not any((models / "digits").iterdir())

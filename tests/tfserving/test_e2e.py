@@ -299,8 +299,18 @@ def test_rest_predict_verify_and_rollback_through_the_cli(served: Served) -> Non
     assert status["state"] == "serving"
     served_now = served.versions_on_server()
     assert served_now[int(status["version"])] == "AVAILABLE"
-    # The withdrawn version is kept aside, invisible to the server, and its number is not reused.
-    assert list((served.root / "models" / "digits").glob(f".tfdeploy-retired-{before.version}-*"))
+    assert served_now.get(int(before.version or 0)) != "AVAILABLE"
+    # The replaced version is set aside whole, invisible to the server, and status says so.
+    models = served.root / "models" / "digits"
+    assert (models / f".tfdeploy-rolledback-{before.version}" / "saved_model.pb").is_file()
+    aside = [v for v in status["versions"] if v["version"] == before.version]
+    assert aside and "rollback --to" in aside[0]["detail"]
+    # So a rollback --to it rolls forward.
+    forward = cli("rollback", "-t", "grpc", "--to", str(before.version), "--json")
+    assert forward.returncode == 0, forward.stderr
+    status = json.loads(forward.stdout)["targets"][0]["result"]
+    assert (status["version"], status["digest"]) == (before.version, before.digest)
+    assert not list(models.glob(".tfdeploy-rolledback-*"))
 
 
 def test_a_version_the_server_cannot_load_is_withdrawn_and_the_previous_keeps_serving(

@@ -8,30 +8,69 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
+from tfdeploy.server import ServerHandle, serve_savedmodel
 from tfdeploy.testing.cli import CLI
 
 
+@pytest.fixture
+def frozen_server(tmp_path: Path, digits_savedmodel: Path) -> Iterator[Callable[[Path], str]]:
+    """Starts servers that answer for what they loaded at start and never poll again: a deploy
+    to them copies its version, then waits for it until interrupted."""
+    handles: list[ServerHandle] = []
+
+    def start(base: Path) -> str:
+        handle = serve_savedmodel(
+            model_base_path=base,
+            model_name=base.name,
+            port=0,
+            grpc_port=0,
+            background=True,
+            quiet=True,
+            poll_seconds=0,
+        )
+        assert handle is not None and handle.grpc_address is not None
+        handles.append(handle)
+        return handle.grpc_address
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
 def test_ctrl_c_during_a_deploy_withdraws_the_new_version_and_a_rerun_completes_it(
-    tmp_path: Path, digits_savedmodel: Path, digits_savedmodel_changed: Path
+    tmp_path: Path,
+    digits_savedmodel: Path,
+    digits_savedmodel_changed: Path,
+    frozen_server: Callable[[Path], str],
 ) -> None:
     shutil.copytree(digits_savedmodel, tmp_path / "savedmodel")
     models = tmp_path / "models"
-    # Nothing listens on port 9: the deploy copies, then waits for a server until interrupted.
-    targets = {
-        "prod": {"plugin": "tfserving", "base_path": str(models), "grpc": "127.0.0.1:9"},
-        "files": {"plugin": "tfserving", "base_path": str(models)},
-    }
     config = tmp_path / "deploy.yaml"
+    files = {"plugin": "tfserving", "base_path": str(models)}
     config.write_text(
-        yaml.safe_dump({"model": {"path": "savedmodel", "name": "digits"}, "targets": targets})
+        yaml.safe_dump(
+            {"model": {"path": "savedmodel", "name": "digits"}, "targets": {"files": files}}
+        )
     )
     cli = CLI(tmp_path)
     first = cli("deploy", "-t", "files", "--yes", "--no-validate")
     assert first.returncode == 0, first.stderr
+    # A server that serves version 1 and never looks for another: the deploy waits for it.
+    prod = {**files, "grpc": frozen_server(models / "digits")}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"path": "savedmodel", "name": "digits"},
+                "targets": {"files": files, "prod": prod},
+            }
+        )
+    )
 
     shutil.rmtree(tmp_path / "savedmodel")
     shutil.copytree(digits_savedmodel_changed, tmp_path / "savedmodel")
@@ -68,11 +107,14 @@ def test_ctrl_c_during_a_deploy_withdraws_the_new_version_and_a_rerun_completes_
 
 
 def test_ctrl_c_stops_every_target_of_a_concurrent_deploy(
-    tmp_path: Path, digits_savedmodel: Path
+    tmp_path: Path, digits_savedmodel: Path, frozen_server: Callable[[Path], str]
 ) -> None:
     shutil.copytree(digits_savedmodel, tmp_path / "savedmodel")
+    # A server that answers (it serves another model), so both deploys copy, then wait.
+    shutil.copytree(digits_savedmodel, tmp_path / "other" / "1")
+    address = frozen_server(tmp_path / "other")
     targets = {
-        name: {"plugin": "tfserving", "base_path": str(tmp_path / name), "grpc": "127.0.0.1:9"}
+        name: {"plugin": "tfserving", "base_path": str(tmp_path / name), "grpc": address}
         for name in ("east", "west")
     }
     (tmp_path / "deploy.yaml").write_text(

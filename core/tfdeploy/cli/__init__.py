@@ -25,7 +25,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def cli() -> None:
     """Export, validate, package, serve, predict and deploy TensorFlow SavedModels.
 
-    Set TFDEPLOY_DEBUG=1 to see tracebacks.
+    Exit codes: 0 success; 1 failure (including a target or server that cannot be reached);
+    2 bad usage; 3 verify found a mismatch; 130 interrupted or a confirmation refused. Set
+    TFDEPLOY_DEBUG=1 to see tracebacks (secrets masked).
     """
 
 

@@ -1,7 +1,9 @@
 """Commands that act on deploy targets: deploy, plan, status, verify, undeploy, rollback.
 
-Exit statuses: 0 success, 1 a target failed, 2 bad usage, 3 ``verify`` found a mismatch,
-130 interrupted. ``--json`` prints one JSON document on stdout and nothing on stderr.
+Exit statuses: 0 success, 1 a target failed or could not be reached, 2 bad usage, 3 ``verify``
+found a mismatch, 130 interrupted (or a confirmation refused). ``--json`` prints one JSON
+document on stdout and nothing on stderr. Commands that change a target (deploy, rollback,
+undeploy) ask first on a terminal, unless ``--yes``.
 """
 
 from __future__ import annotations
@@ -148,11 +150,15 @@ def plan(path: Path | None, targets: Targets, name: str | None) -> None:
 @click.command()
 @target_options
 @click.option("--name", help="The model's name on the targets.")
-def status(targets: Targets, name: str | None) -> None:
-    """Show what runs on each target: version, digest, state and URL. Imports no TensorFlow."""
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per target.")
+def status(targets: Targets, name: str | None, timeout: float) -> None:
+    """Show what runs on each target: version, digest, state and URL. Imports no TensorFlow.
+
+    Exits 1 when a target cannot be reached or fails to answer (the others are still shown).
+    """
     from tfdeploy.deployment import operations
 
-    report = operations.status(name=name, **targets.api())
+    report = operations.status(name=name, timeout=timeout, **targets.api())
     raise click.exceptions.Exit(_show(report, targets.as_json, _status_lines))
 
 
@@ -165,12 +171,24 @@ def status(targets: Targets, name: str | None) -> None:
 @click.option(
     "--model", "model_path", type=click.Path(path_type=Path), help="The local SavedModel."
 )
+@click.option(
+    "--timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds per target, retries of timeouts and 503s included.",
+)
 def verify(
-    targets: Targets, input_file: str | None, tolerance: float | None, model_path: Path | None
+    targets: Targets,
+    input_file: str | None,
+    tolerance: float | None,
+    model_path: Path | None,
+    timeout: float,
 ) -> None:
     """Check that each target answers the example instances like the local model.
 
-    Exits 3 when a target's answers differ by more than the tolerance.
+    Exits 3 when a target's answers differ by more than the tolerance, 1 when a target cannot
+    be reached (a refused connection is reported at once, not retried).
     """
     from tfdeploy.deployment import operations
 
@@ -178,6 +196,7 @@ def verify(
         path=model_path,
         instances=read_input(input_file) if input_file else None,
         tolerance=tolerance,
+        timeout=timeout,
         **targets.api(),
     )
 
@@ -213,14 +232,37 @@ def undeploy(targets: Targets, name: str | None, yes: bool) -> None:
 
 @click.command()
 @target_options
-@click.option("--to", "to", help="A version number or label to go back to (default: the previous).")
+@click.option(
+    "--to",
+    "to",
+    help="A version number or label to serve (default: the one before the current); a "
+    "version a rollback set aside serves again (a roll forward).",
+)
 @click.option("--name", help="The model's name on the targets.")
-def rollback(targets: Targets, to: str | None, name: str | None) -> None:
-    """Serve the version before the last deploy again (or the version or label --to)."""
+@click.option(
+    "--discard",
+    is_flag=True,
+    help="Delete the versions the rollback replaces instead of keeping them to roll forward.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def rollback(targets: Targets, to: str | None, name: str | None, discard: bool, yes: bool) -> None:
+    """Serve the version before the current one again (or the version or label --to).
+
+    The version it replaces is kept, so a later rollback --to can serve it again, unless
+    --discard. Asks first on a terminal, unless --yes or --json.
+    """
     from tfdeploy.deployment import operations
 
     _require_targets(targets)
-    report = operations.rollback(to=to, name=name, **targets.api())
+    chosen = ", ".join(targets.names) or "every target"
+    goal = f"version {to}" if to else "the previous version"
+    kept = "deleting" if discard else "keeping"
+    _confirm(
+        f"Roll {chosen} back to {goal}, {kept} the version it replaces?",
+        yes=yes,
+        as_json=targets.as_json,
+    )
+    report = operations.rollback(to=to, name=name, discard=discard, **targets.api())
     raise click.exceptions.Exit(_show(report, targets.as_json, _now_lines("rolled back")))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from tfdeploy.cli.options import json_option, read_input
+from tfdeploy.cli.options import json_option, read_input, verbose_option
 from tfdeploy.cli.output import echo, print_json, status_line
 
 
@@ -164,6 +164,15 @@ def package(path: Path, name: str, version: int, output_dir: Path, as_json: bool
     show_default=True,
     help="Instances per model call (or per HTTP request).",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds a request to a server or target may take, retries of timeouts and 503s "
+    "included; a refused connection fails at once.",
+)
+@verbose_option
 @json_option
 def predict(
     model: str | None,
@@ -173,13 +182,19 @@ def predict(
     input_file: str | None,
     signature: str,
     batch_size: int,
+    timeout: float,
+    verbose: bool,
     as_json: bool,
 ) -> None:
-    """Predict instances with a local SavedModel, a running server or a deploy target."""
+    """Predict instances with a local SavedModel, a running server or a deploy target.
+
+    Exits 1 when the model cannot be loaded or the server or target cannot be reached.
+    """
     if (model is None) == (target is None):
         raise click.UsageError("give exactly one of --model or --target")
     instances = read_input(input_file)
     if target is not None:
+        from tfdeploy.cli.progress import TerminalProgress
         from tfdeploy.deployment.config import parse_overrides
         from tfdeploy.deployment.operations import predict_instances
 
@@ -190,6 +205,8 @@ def predict(
             signature_name=signature,
             batch_size=batch_size,
             overrides=parse_overrides(overrides),
+            timeout=timeout,
+            progress=TerminalProgress.factory(quiet=as_json, verbose=verbose),
         )
     else:
         from tfdeploy.api import predict_savedmodel
@@ -198,7 +215,7 @@ def predict(
         if not model.startswith(("http://", "https://")):
             status_line(f"loading {model} ...", quiet=as_json)
         predictions = predict_savedmodel(
-            instances, model, signature_name=signature, batch_size=batch_size
+            instances, model, signature_name=signature, batch_size=batch_size, timeout=timeout
         )
     echo(predictions.to_json() if as_json else predictions.format(limit=None))
 

@@ -32,6 +32,7 @@ class Targets:
     config: Path | None
     overrides: dict[str, Any]
     as_json: bool
+    verbose: bool = False
 
     def api(self) -> dict[str, Any]:
         """Keyword arguments for an operation of :mod:`tfdeploy.deployment.operations`."""
@@ -42,13 +43,21 @@ class Targets:
             "all_targets": self.all,
             "config": self.config,
             "overrides": self.overrides,
-            "progress": TerminalProgress.factory(quiet=self.as_json),
+            "progress": TerminalProgress.factory(quiet=self.as_json, verbose=self.verbose),
         }
 
 
+verbose_option = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also show each retry of a failure worth retrying (a timeout, a 503).",
+)
+
+
 def target_options(fn: F) -> F:
-    """``--target`` (repeatable), ``--all``, ``--config``, ``-C`` and ``--json`` as one
-    :class:`Targets` argument called ``targets``."""
+    """``--target`` (repeatable), ``--all``, ``--config``, ``-C``, ``--json`` and ``--verbose``
+    as one :class:`Targets` argument called ``targets``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -60,6 +69,7 @@ def target_options(fn: F) -> F:
             config=kwargs.pop("config_file"),
             overrides=parse_overrides(kwargs.pop("overrides")),
             as_json=kwargs.pop("as_json"),
+            verbose=kwargs.pop("verbose"),
         )
         return fn(*args, targets=targets, **kwargs)
 
@@ -86,6 +96,7 @@ def target_options(fn: F) -> F:
             help="Set or override a target setting, e.g. -C base_path=/srv/models.",
         ),
         json_option,
+        verbose_option,
     ]
     wrapped: Any = wrapper
     for option in reversed(options):
@@ -108,14 +119,20 @@ def read_input(source: str | None) -> Any:
                 hint="pass --input FILE (JSON or JSON lines) or pipe JSON into the command",
             )
         source = "-"
-    if source == "-":
-        text = sys.stdin.read()
-        where = "standard input"
-    else:
-        try:
-            with open(source, encoding="utf-8") as fh:
-                text = fh.read()
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from exc
-        where = source
-    return parse_instances_text(text, where=where)
+    where = "standard input" if source == "-" else source
+    try:
+        if source == "-":
+            buffer = getattr(sys.stdin, "buffer", None)
+            raw: bytes | str = buffer.read() if buffer is not None else sys.stdin.read()
+        else:
+            with open(source, "rb") as fh:
+                raw = fh.read()
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{where} is not UTF-8 text (byte {exc.start}: {exc.reason})",
+            hint="save the instances as UTF-8 JSON",
+        ) from exc
+    return parse_instances_text(text.removeprefix("\ufeff"), where=where)

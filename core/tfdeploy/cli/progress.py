@@ -11,17 +11,21 @@ from tfdeploy.deployment.target import Progress
 
 
 class TerminalProgress(Progress):
-    """Progress lines on stderr prefixed with the target's name; silent when ``quiet``."""
+    """Progress lines on stderr prefixed with the target's name; silent when ``quiet``.
 
-    def __init__(self, target: str, *, quiet: bool) -> None:
+    Retries are shown only when ``verbose``: the error that ends them says what failed.
+    """
+
+    def __init__(self, target: str, *, quiet: bool, verbose: bool = False) -> None:
         self.target = target
         self.quiet = quiet
+        self.verbose = verbose
         self._last = 0.0
 
     @classmethod
-    def factory(cls, *, quiet: bool) -> Any:
+    def factory(cls, *, quiet: bool, verbose: bool = False) -> Any:
         """A progress factory for the operations of :mod:`tfdeploy.deployment.operations`."""
-        return lambda target: cls(target, quiet=quiet)
+        return lambda target: cls(target, quiet=quiet, verbose=verbose)
 
     def _say(self, text: str) -> None:
         if not self.quiet:
@@ -43,6 +47,11 @@ class TerminalProgress(Progress):
     def log(self, line: str) -> None:
         """Print a remote log line."""
         self._say(f"| {line}")
+
+    def retrying(self, message: str, delay: float) -> None:
+        """With ``verbose``, print the failure and when it is tried again."""
+        if self.verbose:
+            self._say(f"{message}; retrying in {delay:.1f} s")
 
     def heartbeat(self, waited: float) -> None:
         """Print a line every ten seconds of waiting."""

@@ -76,6 +76,56 @@ import click
     show_default=True,
     help="Largest request body; larger ones get 413.",
 )
+@click.option(
+    "--max-inflight-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most bytes of request bodies (REST) and messages (gRPC) being read, parsed, queued "
+    "or answered at once; beyond it the server answers 503. [default: 2 x --max-body-bytes]",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a request's headers; slower ones get 408.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds a client has to send a request's body (408 after) and to read its answer.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Most open HTTP connections; more are answered 503 and closed.",
+)
+@click.option(
+    "--allow-config-reload",
+    is_flag=True,
+    default=None,
+    help="Accept gRPC HandleReloadConfigRequest (which can point a model at any path) on a "
+    "non-loopback --host too. [default: only when --host is loopback]",
+)
+@click.option(
+    "--admin-token",
+    envvar="TFDEPLOY_ADMIN_TOKEN",
+    default=None,
+    metavar="TOKEN",
+    help="Require 'authorization: Bearer TOKEN' on HandleReloadConfigRequest "
+    "(better: set TFDEPLOY_ADMIN_TOKEN).",
+)
 @click.option("--browse", is_flag=True, help="Open the docs page in a web browser.")
 def serve(path: Path | None, **options: Any) -> None:
     """Serve a SavedModel over REST (R tfdeploy and TF Serving routes) and optionally gRPC.
@@ -85,8 +135,17 @@ def serve(path: Path | None, **options: Any) -> None:
     TF Serving does. Stops on Ctrl-C or SIGTERM after finishing the requests in flight.
     """
     from tfdeploy.server import serve_savedmodel
+    from tfdeploy.server.limits import ServerLimits
 
-    # Each option is named as serve_savedmodel's parameter of the same meaning.
+    inflight = options.pop("max_inflight_bytes")
+    options["limits"] = ServerLimits(
+        header_timeout=options.pop("header_timeout"),
+        body_timeout=options.pop("body_timeout"),
+        keep_alive_timeout=options.pop("keep_alive_timeout"),
+        max_connections=options.pop("max_connections"),
+        max_inflight_bytes=inflight or 2 * options["max_body_bytes"],
+    )
+    # Each other option is named as serve_savedmodel's parameter of the same meaning.
     serve_savedmodel(path, **options)
 
 

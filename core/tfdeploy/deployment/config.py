@@ -135,6 +135,10 @@ class DeployConfig:
             raise ConfigError(
                 f"{self.where(('model', 'instances'))}: cannot read {source}: {exc.strerror}"
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{self.where(('model', 'instances'))}: {source} is not UTF-8 text"
+            ) from exc
         return parse_instances_text(text, where=str(source))
 
     def where(self, path: KeyPath) -> str:
@@ -258,7 +262,7 @@ def target_names(path: str | os.PathLike[str]) -> list[str]:
     interpolated, and a file that cannot be read or parsed declares none."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         return []
     targets = data.get("targets") if isinstance(data, dict) else None
     return [str(name) for name in targets] if isinstance(targets, dict) else []
@@ -274,6 +278,8 @@ def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = No
             f"cannot read {file}: {exc.strerror}",
             hint="create a deploy.yaml (see deploy.yaml.example) or pass --config FILE",
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file} is not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     env = os.environ if environ is None else environ
     lines: dict[KeyPath, int] = {}
     data = _parse(text, file, env, lines)
@@ -320,6 +326,8 @@ def _parse(text: str, file: Path, env: Mapping[str, str], lines: dict[KeyPath, i
         raise ConfigError(f"{file}{line}: invalid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: the YAML is nested too deeply") from None
     finally:
         loader.dispose()
 

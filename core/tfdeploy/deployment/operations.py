@@ -248,17 +248,22 @@ def predict_instances(
     batch_size: int = DEFAULT_BATCH_SIZE,
     overrides: Mapping[str, Any] | None = None,
     timeout: float = 60.0,
+    progress: ProgressFactory = silent,
 ) -> Predictions:
-    """Predict ``instances`` through a target, ``batch_size`` instances per request."""
+    """Predict ``instances`` through a target, ``batch_size`` instances per request.
+
+    ``timeout`` bounds each request, its retries included; a refused connection fails at once.
+    """
     from tfdeploy.predict import wire
     from tfdeploy.predict.remote import predict_in_batches
 
     project = open_project(config)
     body = wire.as_request(instances, signature_name or project.signature)
-    with _opened(project, target, overrides, Progress()) as t:
+    reporter = progress(target)
+    with _opened(project, target, overrides, reporter) as t:
 
         def send(chunk: dict[str, Any]) -> Mapping[str, Any]:
-            return with_retries(lambda: t.predict(chunk), timeout=timeout)
+            return with_retries(lambda: t.predict(chunk), timeout=timeout, progress=reporter)
 
         return predict_in_batches(
             send,
@@ -342,15 +347,25 @@ def rollback(
     *,
     all_targets: bool = False,
     to: str | None = None,
+    discard: bool = False,
     config: PathLike | None = None,
     name: str | None = None,
     overrides: Mapping[str, Any] | None = None,
     timeout: float = 300.0,
     progress: ProgressFactory = silent,
 ) -> Report[Status]:
-    """Serve the previous version again (or version/label ``to``) on each target."""
+    """Serve the previous version again (or version/label ``to``) on each target.
+
+    The versions a rollback replaces are kept (``rollback(to=...)`` serves them again) unless
+    ``discard``.
+    """
     project = open_project(config, name=name)
     names = project.select(target, all_targets)
     return _each_target(
-        project, names, overrides, lambda t: t.rollback(to), timeout=timeout, progress=progress
+        project,
+        names,
+        overrides,
+        lambda t: t.rollback(to, discard=discard),
+        timeout=timeout,
+        progress=progress,
     )

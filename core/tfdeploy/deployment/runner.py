@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from tfdeploy.deployment.target import Progress
 from tfdeploy.errors import TargetError, TfdeployError
+from tfdeploy.predict.http import deadline
 
 T = TypeVar("T")
 
@@ -120,29 +121,43 @@ class _Cancellable(Progress):
             raise KeyboardInterrupt
         self.inner.heartbeat(waited)
 
+    def retrying(self, message: str, delay: float) -> None:
+        """Stop if cancelled, else pass the retry on."""
+        if self.cancelled.is_set():
+            raise KeyboardInterrupt
+        self.inner.retrying(message, delay)
+
 
 def with_retries(call: Callable[[], T], *, timeout: float, progress: Progress | None = None) -> T:
-    """Run ``call``, retrying errors whose ``retryable`` is true, with backoff, until ``timeout``."""
-    deadline = time.monotonic() + timeout
+    """Run ``call``, retrying errors whose ``retryable`` is true, with backoff, until ``timeout``.
+
+    ``timeout`` bounds the whole, remote calls included: each call made inside gets at most
+    the time left (:func:`~tfdeploy.predict.http.deadline`). Errors that are not retryable
+    (bad input, a refused connection, an unknown host) are raised at once. Each retry is
+    reported through :meth:`Progress.retrying`, which the command line shows only with
+    ``--verbose``.
+    """
+    end = time.monotonic() + timeout
     delay = 0.25
-    while True:
-        try:
-            return call()
-        except TfdeployError as exc:
-            if not exc.retryable:
-                raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise type(exc)(
-                    f"{exc.message} (still failing after {timeout:g} s of retries)",
-                    hint=exc.hint,
-                    code=exc.code,
-                    retryable=True,
-                ) from exc
-            if progress is not None:
-                progress.step(f"{exc.message}; retrying in {min(delay, left):.1f} s")
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, 10.0)
+    with deadline(timeout):
+        while True:
+            try:
+                return call()
+            except TfdeployError as exc:
+                if not exc.retryable:
+                    raise
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise type(exc)(
+                        f"{exc.message} (still failing after {timeout:g} s of retries)",
+                        hint=exc.hint,
+                        code=exc.code,
+                        retryable=True,
+                    ) from exc
+                if progress is not None:
+                    progress.retrying(exc.message, min(delay, left))
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 10.0)
 
 
 def run_each(

@@ -176,6 +176,12 @@ class Progress:
     def heartbeat(self, waited: float) -> None:
         """Still waiting on something remote, for ``waited`` seconds; call it on every poll."""
 
+    def retrying(self, message: str, delay: float) -> None:
+        """A retryable failure (``message``); the operation tries again in ``delay`` seconds.
+
+        The operations call it, not targets; the command line shows it only with ``--verbose``.
+        """
+
 
 C = TypeVar("C", bound=TargetConfig)
 
@@ -190,8 +196,11 @@ class Target(abc.ABC, Generic[C]):
       serves or has failed, reporting long steps through :attr:`progress`.
     - It is **idempotent by bundle digest**: deploying a bundle whose digest is what already
       serves sends nothing, creates no version and returns ``changed=False``.
-    - **On failure the previous version keeps serving**: nothing half-written ever becomes
-      visible, and a version that fails to load is withdrawn before the error is raised.
+    - **On failure the previous version keeps serving**, for clients as well as on disk:
+      nothing half-written ever becomes visible, a version that fails to load is withdrawn
+      before the error is raised, and a deploy that cannot confirm the new version (its server
+      cannot be reached, or does not serve this model) fails before the version can take
+      traffic. Each target's docstring states exactly what it guarantees.
     - Being interrupted (Ctrl-C) counts as a failure; running the same deploy again completes it.
       :class:`KeyboardInterrupt` can come from anywhere, including :meth:`Progress.advance` and
       :meth:`Progress.heartbeat` when the operations cancel a multi-target deploy.
@@ -204,7 +213,14 @@ class Target(abc.ABC, Generic[C]):
       asks); ``bundle.path`` is the ``.tar.gz`` archive, written when first asked for.
     - :meth:`predict` sends a request of the shared prediction contract
       (:mod:`tfdeploy.predict.wire`) through the target's own protocol and answers in it.
-    - :meth:`status` reports what runs as a :class:`Status`, asking the target itself.
+    - :meth:`status` reports what runs as a :class:`Status`, asking the target itself; a
+      target it cannot reach raises that error (the command line then exits 1), it does not
+      answer ``unknown``.
+    - :meth:`rollback` (optional) serves an earlier version again: by default the one before
+      the current, or the version or label ``to``. It **keeps the versions it replaces**, so
+      ``rollback(to=<newer version>)`` serves them again (a roll forward), unless
+      ``discard=True``, which deletes them. It blocks until the version serves, like
+      :meth:`deploy`.
 
     Long-running cloud operations are waited for inside :meth:`deploy`, with their log lines
     sent to :meth:`Progress.log`; a traffic split belongs in the target's config and shows in
@@ -274,8 +290,13 @@ class Target(abc.ABC, Generic[C]):
         """Remove the deployment; optional."""
         raise UnsupportedError(f"target {self.plugin!r} cannot undeploy")
 
-    def rollback(self, to: str | None = None) -> Status:
-        """Serve the version before the current one again, or the version or label ``to``; optional."""
+    def rollback(self, to: str | None = None, *, discard: bool = False) -> Status:
+        """Serve the version before the current one again, or the version or label ``to``;
+        optional.
+
+        The versions replaced are kept for a roll forward (``to`` naming one of them), or
+        deleted with ``discard``. See the class docstring.
+        """
         raise UnsupportedError(f"target {self.plugin!r} cannot roll back")
 
     def close(self) -> None:

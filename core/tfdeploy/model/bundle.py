@@ -20,73 +20,42 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
-import re
-import shutil
 import tarfile
 import tempfile
 import threading
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tfdeploy._version import __version__
 from tfdeploy.errors import BundleError
-from tfdeploy.model import archive
+from tfdeploy.model import archive, workdir
+from tfdeploy.model.manifest import (
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    MAX_MANIFEST_BYTES,
+    NAME_PATTERN,
+    Manifest,
+    check_name,
+    check_version,
+    manifest_of_unpacked,
+)
 from tfdeploy.model.savedmodel import find_in_unpacked, model_files, read_model_info
-from tfdeploy.model.signatures import ModelInfo
 
-MANIFEST_NAME = "tfdeploy.json"
-MANIFEST_SCHEMA = 1
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a bundle holds: model name and version, signatures, digest and versions."""
-
-    name: str
-    version: int
-    digest: str
-    tensorflow_version: str
-    tfdeploy_version: str
-    signatures: dict[str, Any] = field(default_factory=dict)
-    size_bytes: int = 0
-    schema: int = MANIFEST_SCHEMA
-
-    @classmethod
-    def for_model(cls, info: ModelInfo, *, name: str, version: int) -> Manifest:
-        """The manifest of ``info`` packaged as ``name`` version ``version``."""
-        return cls(
-            name=name,
-            version=version,
-            digest=info.digest,
-            tensorflow_version=info.tensorflow_version,
-            tfdeploy_version=__version__,
-            signatures={n: s.to_dict() for n, s in info.signatures.items()},
-            size_bytes=info.size_bytes,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        """Read a manifest from its JSON object."""
-        try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        except TypeError as exc:
-            raise BundleError(
-                f"the bundle manifest is incomplete: {exc}",
-                hint="build the bundle again with `tfdeploy package`",
-            ) from exc
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest as a JSON object."""
-        return asdict(self)
-
-    def to_json(self) -> bytes:
-        """The manifest's bytes as written into the bundle (sorted keys, stable)."""
-        return (json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_SCHEMA",
+    "NAME_PATTERN",
+    "Bundle",
+    "Manifest",
+    "UnpackedBundle",
+    "check_name",
+    "package",
+    "read_manifest",
+    "unpack_bundle",
+    "write_archive",
+]
 
 
 class Bundle:
@@ -122,7 +91,7 @@ class Bundle:
         Reads the model's info and digest; writes no archive until :attr:`path` is asked for.
         """
         check_name(name)
-        _check_version(version)
+        check_version(version)
         info = read_model_info(model_path)
         return cls(Manifest.for_model(info, name=name, version=version), model_dir=info.path)
 
@@ -155,14 +124,14 @@ class Bundle:
 
     def _private_dir(self) -> Path:
         if self._workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="tfdeploy-bundle-"))
+            self._workdir = workdir.make("bundle")
         return self._workdir
 
     def close(self) -> None:
         """Remove the archive or unpacked copy this bundle made for itself (not the sources)."""
         with self._lock:
             if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
+                workdir.remove(self._workdir)
                 if self._path is not None and self._path.is_relative_to(self._workdir):
                     self._path = None
                 if self._model_dir is not None and self._model_dir.is_relative_to(self._workdir):
@@ -196,21 +165,6 @@ class UnpackedBundle:
     root: Path
     model_dir: Path
     manifest: Manifest | None
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid model name, else raise :class:`BundleError`."""
-    if not NAME_PATTERN.match(name):
-        raise BundleError(
-            f"invalid model name {name!r}",
-            hint="use letters, digits, '.', '_' and '-', starting with a letter or digit",
-        )
-    return name
-
-
-def _check_version(version: int) -> None:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise BundleError(f"invalid version {version!r}", hint="versions are positive integers")
 
 
 def package(
@@ -255,7 +209,8 @@ def write_archive(target: Path, entries: Iterable[tuple[str, Path | bytes | None
     time. The archive is written aside and renamed into place.
     """
     unique = dict(entries)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    workdir.sweep_aside(target)
+    fd, tmp = tempfile.mkstemp(prefix=workdir.aside_prefix(target), dir=target.parent)
     try:
         with (
             os.fdopen(fd, "wb") as raw,
@@ -283,29 +238,46 @@ def write_archive(target: Path, entries: Iterable[tuple[str, Path | bytes | None
 
 
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
-    """Read a bundle's manifest without unpacking it."""
+    """Read a bundle's manifest without unpacking it (checked like :func:`unpack_bundle` does)."""
+    limits = archive.UnpackLimits.from_env()
     with archive.open_archive(Path(path)) as tar:
-        for member in tar:
-            parts = PurePosixPath(member.name).parts
-            if len(parts) == 2 and parts[1] == MANIFEST_NAME and member.isfile():
-                fh = tar.extractfile(member)
-                assert fh is not None
-                return Manifest.from_dict(json.loads(fh.read()))
+        try:
+            for count, member in enumerate(iter(tar.next, None)):
+                if count >= limits.max_files:
+                    break
+                parts = PurePosixPath(member.name).parts
+                if len(parts) == 2 and parts[1] == MANIFEST_NAME and member.isfile():
+                    if member.size > MAX_MANIFEST_BYTES:
+                        raise BundleError(f"{path}: {member.name} is too large for a manifest")
+                    fh = tar.extractfile(member)
+                    assert fh is not None
+                    manifest = Manifest.from_json(
+                        fh.read(), where=f"{path}: manifest {member.name}"
+                    )
+                    if parts[0] != manifest.name:
+                        raise BundleError(
+                            f"{path}: the manifest names {manifest.name!r} but sits in "
+                            f"{parts[0]!r}/",
+                            hint="build bundles with tfdeploy package",
+                        )
+                    return manifest
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise BundleError(f"{path} is damaged: {exc}") from exc
     raise BundleError(f"{path} has no {MANIFEST_NAME}", hint="build bundles with tfdeploy package")
 
 
 def unpack_bundle(path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> UnpackedBundle:
     """Unpack a bundle (or any tar of a SavedModel) safely into ``dest``.
 
-    Every entry is checked before anything is written. The SavedModel is found by the layout
-    (``NAME/N/saved_model.pb``), never by a path the manifest names.
+    Every entry is checked, and the total bounded (:class:`~tfdeploy.model.archive.UnpackLimits`),
+    before anything is written. The SavedModel is found by the layout (``NAME/N/saved_model.pb``);
+    a manifest must name that folder and version, or the bundle is refused.
     """
     source, dest = Path(path), Path(dest)
     archive.extract(source, dest)
     model_dir = find_in_unpacked(dest, source=source)
-    manifests = sorted(dest.glob(f"*/{MANIFEST_NAME}"))
-    if manifests:
-        manifest = Manifest.from_dict(json.loads(manifests[0].read_text()))
-        return UnpackedBundle(root=manifests[0].parent, model_dir=model_dir, manifest=manifest)
+    manifest = manifest_of_unpacked(dest, model_dir, source=source)
+    if manifest is not None:
+        return UnpackedBundle(root=model_dir.parent, model_dir=model_dir, manifest=manifest)
     root = model_dir.parent if model_dir.parent != dest and model_dir.name.isdigit() else dest
     return UnpackedBundle(root=root, model_dir=model_dir, manifest=None)

@@ -9,16 +9,14 @@ from ``saved_model.pbtxt``) and computes its size and content digest.
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from tfdeploy.errors import InvalidModelError, ModelNotFoundError
-from tfdeploy.model import archive, tensorproto, textproto
+from tfdeploy.model import archive, tensorproto, textproto, workdir
+from tfdeploy.model.manifest import manifest_of_unpacked
 from tfdeploy.model.protowire import as_int64, as_message, as_text, fields
 from tfdeploy.model.signatures import (
     DTYPE_NAMES,
@@ -84,10 +82,11 @@ def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
         if p.name in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT):
             return p.parent
         if archive.is_archive(p):
-            target = Path(tempfile.mkdtemp(prefix="tfdeploy-bundle-"))
-            atexit.register(shutil.rmtree, target, ignore_errors=True)
-            archive.extract(p, target)
-            return find_in_unpacked(target, source=p)
+            target = workdir.make("bundle")  # removed when the process exits, or swept after
+            archive.extract(p, target / "unpacked")
+            model_dir = find_in_unpacked(target / "unpacked", source=p)
+            manifest_of_unpacked(target / "unpacked", model_dir, source=p)
+            return model_dir
         if p.suffix in (".keras", ".h5"):
             raise ModelNotFoundError(
                 f"{p} is a Keras model file, not a SavedModel",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tfdeploy.errors import InvalidModelError, TfdeployError
+from tfdeploy.model import workdir
 from tfdeploy.model.savedmodel import version_dirs
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE
 from tfdeploy.predict import _tf
@@ -56,7 +57,8 @@ def export_savedmodel(
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     write = _writer(model, signatures)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    workdir.sweep_aside(target)  # what an interrupted export left
+    staging = Path(tempfile.mkdtemp(prefix=workdir.aside_prefix(target), dir=target.parent))
     try:
         write(staging / "model")
         _publish(staging / "model", target)

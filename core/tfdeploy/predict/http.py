@@ -10,11 +10,15 @@ is retryable. Bodies are the contract's JSON (:mod:`tfdeploy.predict.wire`): ``N
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import http.client
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +26,36 @@ from tfdeploy.errors import TfdeployError, from_connection_error, from_http_stat
 
 #: Seconds a request may take unless the caller says otherwise.
 DEFAULT_TIMEOUT = 60.0
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "tfdeploy_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Give every remote call made inside (in this thread) at most ``seconds`` in all.
+
+    The operations set one around each target call, with the operation's ``timeout``; nested
+    deadlines keep the nearest. :func:`request` and the targets' own clients ask
+    :func:`time_left` for the timeout of each call.
+    """
+    at = time.monotonic() + seconds
+    current = _deadline.get()
+    token = _deadline.set(at if current is None else min(at, current))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def time_left(timeout: float) -> float:
+    """The timeout for one remote call: ``timeout``, or less when a :func:`deadline` is nearer
+    (``0.0`` once it has passed)."""
+    at = _deadline.get()
+    if at is None:
+        return timeout
+    return max(0.0, min(timeout, at - time.monotonic()))
 
 
 @dataclass(frozen=True)
@@ -54,7 +88,13 @@ def request(
     (``{"error": "..."}`` as TF Serving and tfdeploy answer, ``{"error": {"message": ...}}``
     as Google APIs do, or the start of a plain-text body).
     """
-    req = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
+    timeout = time_left(timeout)
+    if timeout <= 0:
+        raise from_connection_error(url, "no time left before the deadline", timed_out=True)
+    try:
+        req = urllib.request.Request(url, data=data, headers=dict(headers or {}), method=method)
+    except ValueError as exc:  # not a URL urllib can send
+        raise from_http_status(400, f"cannot send a request to {url!r}: {exc}") from exc
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context) as answer:
             return Response(
@@ -73,6 +113,10 @@ def request(
         raise from_connection_error(url, "timed out", timed_out=True) from exc
     except OSError as exc:  # a reset or a half-closed connection while reading the answer
         raise from_connection_error(url, _reason_text(exc)) from exc
+    except (http.client.InvalidURL, ValueError) as exc:  # a URL it cannot send: ours to fix
+        raise from_http_status(400, f"cannot send a request to {url}: {exc}") from exc
+    except http.client.HTTPException as exc:  # an answer that is not HTTP
+        raise from_http_status(502, f"{url} answered what is not HTTP: {exc!r}") from exc
 
 
 def request_json(

@@ -29,7 +29,7 @@ from tfdeploy.model.signatures import (
     Signature,
 )
 from tfdeploy.predict.decimals import tf_serving_values
-from tfdeploy.predict.wire import is_b64, json_kind
+from tfdeploy.predict.wire import check_text, is_b64, json_kind
 
 Method = Literal["classify", "regress"]
 _METHODS = {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}
@@ -52,7 +52,9 @@ def _kind_name(value: Any) -> str:
     return "Number"
 
 
-def examples_to_protos(body: Any, method: Method = "classify") -> list[bytes]:
+def examples_to_protos(
+    body: Any, method: Method = "classify", *, max_bytes: int | None = None
+) -> list[bytes]:
     """Turn a ``:classify``/``:regress`` body into serialized ``tf.Example`` protos.
 
     ``{"examples": [{feature: value}], "context"?: {feature: value}}``: a value is a number,
@@ -61,9 +63,13 @@ def examples_to_protos(body: Any, method: Method = "classify") -> list[bytes]:
     and b64 a ``bytes_list``; as in TF Serving, ``[10, 10.0]`` mixes two kinds and is refused.
     The context's serialization is put before each example's, as TF Serving does, so its
     features apply unless the example has its own.
+
+    With ``max_bytes``, examples that would take more than that in all (a large context
+    repeated in many examples) are refused before they do.
     """
     if not isinstance(body, Mapping):
         raise InvalidInputError(f"the request must be a JSON object, not {json_kind(body)}")
+    check_text(body)  # keys and values are encoded as UTF-8 below
     if "signature_name" in body and not isinstance(body["signature_name"], str):
         raise InvalidInputError(
             "the request is not formatted correctly: 'signature_name' key must be a string value."
@@ -86,7 +92,22 @@ def examples_to_protos(body: Any, method: Method = "classify") -> list[bytes]:
         raise InvalidInputError(
             "'examples' value is an empty array", hint="send at least one example"
         )
-    return [context + _example(ex, f"examples[{i}]") for i, ex in enumerate(examples)]
+    out = []
+    total = 0
+    for i, ex in enumerate(examples):
+        out.append(context + _example(ex, f"examples[{i}]"))
+        total += len(out[-1])
+        check_examples_size(total, max_bytes, len(examples))
+    return out
+
+
+def check_examples_size(total: int, max_bytes: int | None, count: int) -> None:
+    """Refuse examples that, their context repeated in each, pass ``max_bytes``."""
+    if max_bytes is not None and total > max_bytes:
+        raise InvalidInputError(
+            f"the {count} examples, with their context, take more than {max_bytes} bytes",
+            hint="send fewer examples per request, or a smaller context",
+        )
 
 
 def _example(value: Any, where: str) -> bytes:

@@ -27,6 +27,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,22 +95,84 @@ def loads(raw: bytes | str) -> Any:
     With orjson installed (the ``serve`` extra) it parses first; what it refuses (non-finite
     tokens, lone surrogates, deep nesting, other encodings) goes to the standard parser, which
     accepts or explains. The one difference: integers beyond 64 bits arrive as floats.
+
+    Values nested more than :data:`MAX_JSON_DEPTH` levels deep, and strings holding a lone
+    UTF-16 surrogate (``"\\ud800"``, which is no Unicode text), are refused with
+    :class:`InvalidInputError`, whatever parsed them.
     """
     if _orjson is not None:
         try:
-            return _orjson.loads(raw)
+            value = _orjson.loads(raw)
         except _orjson.JSONDecodeError:
             pass
+        else:
+            _check_depth(raw)
+            return value  # orjson refuses lone surrogates itself
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except RecursionError as exc:
-        raise InvalidInputError("the JSON body is nested too deeply") from exc
+        raise _too_deep() from exc
     except UnicodeDecodeError as exc:
         raise InvalidInputError("the body is not UTF-8 text") from exc
     except ValueError as exc:
         raise InvalidInputError(
             f"malformed JSON: {exc}", hint='send a JSON object such as {"instances": [...]}'
         ) from exc
+    _check_depth(raw)
+    check_text(value)
+    return value
+
+
+#: Deepest nesting of arrays and objects a JSON body may have (a tensor of rank 64, the most
+#: numpy holds, in a request needs fewer than 70 levels).
+MAX_JSON_DEPTH = 100
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _too_deep() -> InvalidInputError:
+    return InvalidInputError(
+        f"the JSON body is nested too deeply (more than {MAX_JSON_DEPTH} levels)",
+        hint="send each instance as a list of at most a few dimensions",
+    )
+
+
+def _check_depth(raw: bytes | str) -> None:
+    """Refuse JSON text (already parsed, so well formed) nested deeper than MAX_JSON_DEPTH."""
+    if isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogatepass")
+    elif json.detect_encoding(raw) in ("utf-8", "utf-8-sig"):
+        data = bytes(raw)
+    else:  # UTF-16 or UTF-32, which the standard parser accepts: count in UTF-8
+        data = raw.decode(json.detect_encoding(raw), "surrogatepass").encode(
+            "utf-8", "surrogatepass"
+        )
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    # Brackets inside strings do not nest: drop the strings, keep the brackets, and count.
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS), np.uint8)
+    opening = (brackets == ord("[")) | (brackets == ord("{"))
+    if int(np.cumsum(np.where(opening, 1, -1)).max()) > MAX_JSON_DEPTH:
+        raise _too_deep()
+
+
+def check_text(value: Any) -> None:
+    """Refuse a parsed JSON value with a string (or key) holding a lone UTF-16 surrogate."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _not_unicode() from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
+
+
+def _not_unicode() -> InvalidInputError:
+    return InvalidInputError(
+        "the request holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff), which is "
+        "not Unicode text",
+        hint='send text as valid UTF-8, or binary values as {"b64": "..."}',
+    )
 
 
 def json_default(value: Any) -> Any:
@@ -290,12 +353,14 @@ def prepare(
             )
     if not signature.inputs:
         raise InvalidModelError(f"Failed to get input map for signature: {signature.name}")
-    try:
+    try:  # Python callers' values never went through loads(): deep nesting fails here
         if has_rows:
             instances = body["instances"]
             inputs = rows_to_arrays(instances, signature, dialect=dialect)
             return PreparedRequest(signature, "row", inputs, len(instances))
         inputs = columns_to_arrays(body["inputs"], signature)
+    except RecursionError as exc:
+        raise _too_deep() from exc
     except InvalidInputError as exc:
         if exc.hint is not None:
             raise
@@ -609,7 +674,10 @@ def _numbers(value: Any, spec: TensorSpec, *, batched: bool, where: str) -> np.n
 def _strings(value: Any, spec: TensorSpec, where: str, batched: bool) -> np.ndarray:
     def convert(v: Any) -> Any:
         if isinstance(v, str):
-            return v.encode()
+            try:
+                return v.encode()
+            except UnicodeEncodeError as exc:
+                raise _not_unicode() from exc
         if isinstance(v, bytes):
             return v
         if isinstance(v, Mapping):

@@ -80,6 +80,12 @@ class ClosedError(ServableNotFoundError):
     """The batcher's model version was unloaded; the caller resolves the version again."""
 
 
+def _unloaded(
+    signature: str, inputs: Mapping[str, np.ndarray], outputs: tuple[str, ...] | None
+) -> Outputs:
+    raise ClosedError("the model version was unloaded")
+
+
 class Batcher:
     """A queue of prepared requests for one model version, and the threads that run them."""
 
@@ -146,6 +152,10 @@ class Batcher:
             self._queue.append(item)
             self._cond.notify()
         return item.future
+
+    def release(self) -> None:
+        """Forget the model function (after :meth:`close`), so nothing here keeps it alive."""
+        self._run_fn = _unloaded
 
     def close(self) -> None:
         """Refuse new requests, finish the queued ones, and stop the threads."""

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hmac
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from tfdeploy.errors import (
+    ConfigError,
     DependencyError,
     InvalidInputError,
     PredictionError,
@@ -41,6 +44,8 @@ from tfdeploy.model.signatures import (
     TensorSpec,
 )
 from tfdeploy.predict import _tf, tfexample, wire
+from tfdeploy.server import tensor_checks
+from tfdeploy.server.limits import DEFAULT_MAX_BODY_BYTES, ByteBudget
 from tfdeploy.server.repository import ModelRepository, Servable, configs_from_proto
 
 log = logging.getLogger("tfdeploy.server")
@@ -90,7 +95,15 @@ def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
 
             started = time.perf_counter()
             code = "OK"
+            held = 0
             try:
+                if isinstance(request, MalformedRequest):
+                    raise InvalidInputError(
+                        f"the {route} request is not a valid message: {request.error}"
+                    )
+                size = request.ByteSize()
+                self.budget.reserve(size)
+                held = size
                 return await method(self, request, context)
             except TfdeployError as exc:
                 code = exc.code
@@ -107,12 +120,50 @@ def _rpc(route: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Aw
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {exc}")
                 raise
             finally:
+                self.budget.release(held)
                 self.metrics.requests.inc("grpc", route, code)
                 self.metrics.latency.observe(time.perf_counter() - started, "grpc", route)
 
         return handler
 
     return wrap
+
+
+class MalformedRequest:
+    """What a call's request becomes when its bytes are not the message they should be."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A request deserializer that hands the handler a :class:`MalformedRequest` instead of
+    raising (which grpcio answers UNKNOWN), so a corrupt message is INVALID_ARGUMENT."""
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # protobuf's DecodeError, bad UTF-8 in a string field...
+            return MalformedRequest(exc)
+
+    return parse
+
+
+def _malformed_interceptor() -> Any:
+    import grpc
+
+    class Tolerant(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+        """Wraps every method's request deserializer with :func:`_tolerant`."""
+
+        async def intercept_service(self, continuation: Any, details: Any) -> Any:
+            handler = await continuation(details)
+            if handler is None or handler.request_deserializer is None:
+                return handler
+            return handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
+
+    return Tolerant()
 
 
 def _spec_target(spec: Any) -> tuple[str, int | None, str | None]:
@@ -123,14 +174,16 @@ def _spec_target(spec: Any) -> tuple[str, int | None, str | None]:
 
 
 def tensors_to_inputs(
-    tensors: Mapping[str, Any], signature: Signature
+    tensors: Mapping[str, Any], signature: Signature, *, max_bytes: int | None = None
 ) -> tuple[dict[str, np.ndarray], int | None]:
     """Convert a request's TensorProtos into arrays for ``signature``, as TF Serving does.
 
     The inputs must be the signature's (TF Serving's words when not); each array has the shape
-    its TensorProto declares, whatever shape the signature declares. Returns the arrays and the
-    batch size shared by every input (``None`` when they share none, or when the signature's
-    inputs have no batch dimension, and the request must run alone).
+    its TensorProto declares, whatever shape the signature declares. Each tensor's values are
+    checked against its own declared shape, and the arrays they decode to against ``max_bytes``
+    in all, before any is decoded (:mod:`tfdeploy.server.tensor_checks`). Returns the arrays and
+    the batch size shared by every input (``None`` when they share none, or when the
+    signature's inputs have no batch dimension, and the request must run alone).
     """
     tf = _tf.tensorflow()
     given, expected = sorted(tensors), sorted(signature.inputs)
@@ -160,6 +213,12 @@ def tensors_to_inputs(
                 f"{wire.tf_type(spec.dtype)} but {wire.tf_type(got)} is provided)",
                 hint=wire.signature_hint(signature),
             )
+    total = sum(tensor_checks.decoded_bytes(tensors[key], key) for key in given)
+    if max_bytes is not None:
+        tensor_checks.check_request_size(total, max_bytes)
+    for key in given:
+        spec = signature.inputs[key]
+        proto = tensors[key]
         try:
             arr = _fast_ndarray(proto, spec)
             if arr is None:
@@ -278,9 +337,9 @@ def signature_def_map(servable: Servable) -> Any:
     return out
 
 
-def _serialized_examples(input_proto: Any) -> list[bytes]:
+def _serialized_examples(input_proto: Any, max_bytes: int | None = None) -> list[bytes]:
     """The request's examples serialized as TF Serving serializes them: a context's bytes are
-    put before each example's."""
+    put before each example's; all of them within ``max_bytes``."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":
         examples = list(input_proto.example_list.examples)
@@ -294,14 +353,60 @@ def _serialized_examples(input_proto: Any) -> list[bytes]:
         raise InvalidInputError(
             "Input is empty.", hint="put the examples in input.example_list.examples"
         )
-    return [context + ex.SerializeToString() for ex in examples]
+    out = []
+    total = 0
+    for ex in examples:
+        tfexample.check_examples_size(
+            total + len(context) + ex.ByteSize(), max_bytes, len(examples)
+        )
+        out.append(context + ex.SerializeToString())
+        total += len(out[-1])
+    return out
 
 
 def _method(name: str) -> tfexample.Method | None:
     return {CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}.get(name)  # type: ignore[return-value]
 
 
-def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class AdminPolicy:
+    """Who may call ModelService's admin method, ``HandleReloadConfigRequest``.
+
+    ``allowed`` turns it on; with a ``token``, a call must also carry the metadata
+    ``authorization: Bearer <token>`` (what the tfserving target sends as its ``api_key``).
+    """
+
+    allowed: bool = True
+    token: str | None = None
+
+    def check(self, context: Any, method: str) -> None:
+        """Raise PERMISSION_DENIED or UNAUTHENTICATED unless this call may proceed."""
+        if not self.allowed:
+            raise TfdeployError(
+                f"{method} is turned off on this server",
+                hint="a server listening beyond loopback allows it only when started with "
+                "--allow-config-reload",
+                code="PERMISSION_DENIED",
+            )
+        if self.token is None:
+            return
+        sent = dict(context.invocation_metadata() or ()).get("authorization", "")
+        if not hmac.compare_digest(str(sent).encode(), f"Bearer {self.token}".encode()):
+            raise TfdeployError(
+                f"{method} needs the server's admin token",
+                hint="send the metadata 'authorization: Bearer <token>' (a tfserving target "
+                "sends its api_key)",
+                code="UNAUTHENTICATED",
+            )
+
+
+def _servicers(
+    repository: ModelRepository,
+    *,
+    max_bytes: int | None = None,
+    admin: AdminPolicy = AdminPolicy(),
+    budget: ByteBudget | None = None,
+) -> tuple[Any, Any]:
     _require_apis()
     from tensorflow_serving.apis import (
         classification_pb2,
@@ -316,6 +421,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
     )
 
     repo = repository
+    in_flight = budget or ByteBudget(2**62)
 
     async def run(
         servable: Servable,
@@ -363,7 +469,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
             servable.signatures, request.model_spec.signature_name, method
         )
         key = tfexample.examples_input(sig, method)
-        protos = _serialized_examples(request.input)
+        protos = _serialized_examples(request.input, max_bytes)
         outputs = await run(
             servable,
             sig.name,
@@ -391,6 +497,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         """tensorflow.serving.PredictionService."""
 
         metrics = repo.metrics
+        budget = in_flight
 
         @_rpc("Predict")
         async def Predict(self, request: Any, context: Any) -> Any:
@@ -404,7 +511,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
                     hint=f"the model has: {', '.join(sorted(servable.signatures)) or 'none'}",
                 )
             wire.check_predict_method(sig)
-            inputs, size = tensors_to_inputs(request.inputs, sig)
+            inputs, size = tensors_to_inputs(request.inputs, sig, max_bytes=max_bytes)
             wanted = _output_filter(request.output_filter, sig)
             try:
                 outputs = await run(servable, sig.name, inputs, size, request.model_spec, wanted)
@@ -532,6 +639,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
         """tensorflow.serving.ModelService."""
 
         metrics = repo.metrics
+        budget = in_flight
 
         @_rpc("GetModelStatus")
         async def GetModelStatus(self, request: Any, context: Any) -> Any:
@@ -552,6 +660,7 @@ def _servicers(repository: ModelRepository) -> tuple[Any, Any]:
 
         @_rpc("HandleReloadConfigRequest")
         async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:
+            admin.check(context, "HandleReloadConfigRequest")
             configs = configs_from_proto(request.config)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, repo.apply_config, configs)
@@ -596,12 +705,29 @@ def _explain_grpc(
 
 
 class GrpcServer:
-    """The gRPC server on its own thread and event loop."""
+    """The gRPC server on its own thread and event loop.
 
-    def __init__(self, repository: ModelRepository, host: str, port: int) -> None:
+    ``max_message_bytes`` bounds a request message (and what its tensors decode to), as
+    ``--max-body-bytes`` bounds a REST body; ``admin`` says who may reload the config;
+    ``budget`` bounds the bytes of calls in flight, shared with the REST side.
+    """
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        host: str,
+        port: int,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        admin: AdminPolicy = AdminPolicy(),
+        budget: ByteBudget | None = None,
+    ) -> None:
         self.repository = repository
         self.host = host
         self._requested_port = port
+        self.max_message_bytes = max_message_bytes
+        self.admin = admin
+        self.budget = budget
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: Any = None
@@ -617,27 +743,42 @@ class GrpcServer:
         import grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        prediction, models = _servicers(self.repository)
+        prediction, models = _servicers(
+            self.repository, max_bytes=self.max_message_bytes, admin=self.admin, budget=self.budget
+        )
 
         async def build() -> int:
             self._server = grpc.aio.server(
+                interceptors=[_malformed_interceptor()],
                 options=[
-                    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                    ("grpc.max_receive_message_length", self.max_message_bytes),
                     ("grpc.max_send_message_length", 256 * 1024 * 1024),
-                ]
+                    # grpcio sets SO_REUSEPORT by default, so a second server could share the
+                    # port and answer half the calls: a port in use must fail to bind.
+                    ("grpc.so_reuseport", 0),
+                ],
             )
             prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
                 prediction, self._server
             )
             model_service_pb2_grpc.add_ModelServiceServicer_to_server(models, self._server)
             host = f"[{self.host}]" if ":" in self.host else self.host
-            port: int = self._server.add_insecure_port(f"{host}:{self._requested_port}")
-            await self._server.start()
+            try:
+                port: int = self._server.add_insecure_port(f"{host}:{self._requested_port}")
+            except RuntimeError:
+                port = 0
+            if port:
+                await self._server.start()
             return port
 
         self.port = self._loop.run_until_complete(build())
         if not self.port:
-            raise OSError(f"cannot bind gRPC port {self._requested_port} on {self.host}")
+            self._loop.close()
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self._requested_port} for gRPC: the port is in "
+                "use or the address is not available",
+                hint="choose another --grpc-port (0 picks a free one)",
+            )
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tfdeploy-grpc", daemon=True
         )

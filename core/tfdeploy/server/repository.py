@@ -13,6 +13,7 @@ can be replaced whole at run time (``ModelService.HandleReloadConfigRequest``).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import os
@@ -184,6 +185,14 @@ class Servable:
         """Queue a prepared request; see :meth:`Batcher.submit`."""
         return self.batcher.submit(signature, inputs, size, loop=loop, outputs=outputs)
 
+    def release(self) -> None:
+        """Drop the loaded model once the batcher is closed, so its memory can be freed even
+        while something (a request that resolved this version) still holds the servable."""
+        model, self.model = self.model, None
+        self.batcher.release()
+        if model is not None:
+            model.close()
+
 
 @dataclass
 class VersionStatus:
@@ -202,6 +211,29 @@ class _Model:
     config: ModelConfig
     versions: dict[int, VersionStatus] = field(default_factory=dict)
     seen: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # fingerprints at last poll
+
+
+def _collect_and_freeze() -> None:
+    """Collect garbage, then freeze what survives, after a version is loaded or unloaded.
+
+    TensorFlow leaves a large heap of long-lived objects; frozen, full collections skip it and
+    no longer stall requests for tens of milliseconds. Frozen objects are never collected, so
+    everything is thawed first: an unloaded version's objects (and the memory its tensors
+    hold) are freed here instead of staying frozen for the life of the process.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    """Give freed heap memory back to the system (glibc keeps it otherwise)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _fingerprint(path: Path) -> tuple[Any, ...]:
@@ -400,10 +432,7 @@ class ModelRepository:
             return
         with self._lock:
             status.servable, status.state = servable, "AVAILABLE"
-        # TensorFlow leaves a large heap of long-lived objects; without freezing them, every
-        # full garbage collection walks it and stalls requests for tens of milliseconds.
-        gc.collect()
-        gc.freeze()
+        _collect_and_freeze()
 
     def _unload(self, model: _Model, status: VersionStatus) -> None:
         servable = status.servable
@@ -414,6 +443,10 @@ class ModelRepository:
             servable.batcher.close()  # finishes the queued requests first
         with self._lock:
             status.state, status.servable = "END", None
+        if servable is not None:
+            servable.release()
+            del servable
+            _collect_and_freeze()
 
     def _check_labels(self, model: _Model) -> None:
         for label, version in model.config.labels.items():

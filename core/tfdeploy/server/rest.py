@@ -22,6 +22,7 @@ import logging
 import re
 import time
 import urllib.parse
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import resources
 from typing import Any
@@ -32,11 +33,19 @@ from tfdeploy.errors import (
     InvalidInputError,
     PredictionError,
     RequestTooLargeError,
+    ServerBusyError,
     SignatureNotFoundError,
     TfdeployError,
 )
 from tfdeploy.predict import tfexample, wire
 from tfdeploy.server import openapi
+from tfdeploy.server.limits import (
+    ABORT_KEY,
+    DEFAULT_MAX_BODY_BYTES,
+    ByteBudget,
+    ServerLimits,
+    deadline,
+)
 from tfdeploy.server.repository import ModelRepository, Servable
 
 log = logging.getLogger("tfdeploy.server")
@@ -46,8 +55,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-#: Default largest request body, in bytes.
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 #: Bodies larger than this are parsed and answered on a worker thread, off the event loop.
 OFFLOAD_BYTES = 64 * 1024
 
@@ -78,7 +85,8 @@ class HttpError(TfdeployError):
     """An HTTP-level problem (unknown route, wrong method) with its own status."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message, code="NOT_FOUND" if status == 404 else "INVALID_ARGUMENT")
+        codes = {404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED"}
+        super().__init__(message, code=codes.get(status, "INVALID_ARGUMENT"))
         self.status = status
 
     @property
@@ -103,17 +111,47 @@ def _static_files() -> dict[str, tuple[bytes, bytes]]:
     return files
 
 
+class _Body:
+    """What one request's body holds of the server: bytes reserved, and whether it was read."""
+
+    __slots__ = ("held", "read")
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.read = True  # until a request with a body starts reading it
+
+
 class RestApp:
-    """The ASGI application of ``tfdeploy serve`` over a :class:`ModelRepository`."""
+    """The ASGI application of ``tfdeploy serve`` over a :class:`ModelRepository`.
+
+    A body must arrive within ``limits.body_timeout`` (else 408) and an answer be read within
+    it; request bodies in flight are bounded in bytes by ``budget`` (else 503), shared with
+    the gRPC side when one is given.
+    """
 
     def __init__(
-        self, repository: ModelRepository, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        repository: ModelRepository,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: ServerLimits | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = repository.metrics
         self.max_body_bytes = max_body_bytes
+        self.limits = limits or ServerLimits(max_inflight_bytes=max(2 * max_body_bytes, 1))
+        self.limits.check(max_body_bytes)
+        self.budget = budget or ByteBudget(self.limits.max_inflight_bytes)
+        self.metrics.add_gauge(
+            "tfdeploy_inflight_bytes",
+            "Bytes of request bodies being read, parsed, queued or answered.",
+            lambda: float(self.budget.used),
+        )
         self._static = _static_files()
-        self._spec_cache: tuple[Servable, bytes] | None = None
+        # The spec of the servable it was built for, held weakly: an unloaded version must not
+        # stay in memory because its spec was the last one asked for.
+        self._spec_cache: tuple[weakref.ref[Servable], bytes] | None = None
         self._in_flight = 0
         self.metrics.add_gauge(
             "tfdeploy_requests_in_flight",
@@ -131,31 +169,47 @@ class RestApp:
         started = time.perf_counter()
         route = "unknown"
         self._in_flight += 1
+        request = _Body()
         try:
-            route, status, headers, body = await self._dispatch(scope, receive)
-        except _Disconnected:
-            return
-        except TfdeployError as exc:
-            status, headers = exc.http_status, _JSON
-            body = wire.dumps({"error": exc.describe()})
-            self.metrics.errors.inc(getattr(exc, "code", "UNKNOWN"))
-        except Exception as exc:  # never a traceback to the client
-            log.exception("internal error answering %s %s", scope["method"], scope["path"])
-            status, headers = 500, _JSON
-            body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
-            self.metrics.errors.inc("INTERNAL")
+            try:
+                route, status, headers, body = await self._dispatch(scope, receive, request)
+            except _Disconnected:
+                return
+            except TfdeployError as exc:
+                status, headers = exc.http_status, _JSON
+                body = wire.dumps({"error": exc.describe()})
+                self.metrics.errors.inc(getattr(exc, "code", "UNKNOWN"))
+            except Exception as exc:  # never a traceback to the client
+                log.exception("internal error answering %s %s", scope["method"], scope["path"])
+                status, headers = 500, _JSON
+                body = wire.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+                self.metrics.errors.inc("INTERNAL")
+            if not request.read:  # a body too slow to arrive, or to drain: end the connection
+                headers = [*headers, (b"connection", b"close")]
+            await self._send(scope, send, status, headers, body)
         finally:
             self._in_flight -= 1
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            self.budget.release(request.held)
         self.metrics.requests.inc("rest", route, str(status))
         self.metrics.latency.observe(time.perf_counter() - started, "rest", route)
+
+    async def _send(
+        self, scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """Send the answer; a client that does not read it within the body timeout is cut off."""
+        start = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+        try:
+            with deadline(self.limits.body_timeout):
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+        except TimeoutError:
+            abort = scope.get(ABORT_KEY)
+            if abort is not None:
+                abort()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -167,24 +221,24 @@ class RestApp:
                 return
 
     async def _dispatch(
-        self, scope: Scope, receive: Receive
+        self, scope: Scope, receive: Receive, request: _Body
     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
         path: str = scope["path"]
         method: str = scope["method"]
         if _TFS_PREFIX.match(path):
             raw_path = scope.get("raw_path")
             return await self._tf_serving(
-                raw_path.decode("latin-1") if raw_path else path, method, scope, receive
+                raw_path.decode("latin-1") if raw_path else path, method, scope, receive, request
             )
         match = _PREDICT.match(path)
         if match is not None:
             self._method(method, "POST")
-            raw = await self._body(scope, receive)
+            raw = await self._body(scope, receive, request)
             answer = await self._predict(raw, None, None, None, match["signature"], dialect="r")
             return "predict", 200, _JSON, answer
         if path == "/_noop":
             self._method(method, "POST")
-            raw = await self._body(scope, receive)
+            raw = await self._body(scope, receive, request)
             wire.loads(raw)
             return "noop", 200, _JSON, b'{"predictions":[]}'
         self._method(method, "GET", "HEAD")
@@ -208,23 +262,60 @@ class RestApp:
         if method not in allowed:
             raise HttpError(405, f"method {method} is not allowed here (use {', '.join(allowed)})")
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _body(self, scope: Scope, receive: Receive, request: _Body) -> bytes:
+        """Read the body within the body timeout, its bytes reserved in the budget as they come
+        (all at once when a Content-Length announces them).
+
+        A body refused before its end (413, 503) is still read to its end, and dropped as it
+        comes, so that the client, still sending, gets to read the answer.
+        """
         limit = self.max_body_bytes
-        for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > limit:
-                raise self._too_large(int(value))
+        request.read = False
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise self._too_large(size)
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        refused: TfdeployError | None = None
+        try:
+            with deadline(self.limits.body_timeout):
+                try:
+                    for key, value in scope["headers"]:
+                        if key == b"content-length" and value.isdigit():
+                            declared = int(value)
+                            if declared > limit:
+                                raise self._too_large(declared)
+                            self.budget.reserve(declared)
+                            request.held = declared
+                    while not request.read:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            raise _Disconnected
+                        chunk = message.get("body", b"")
+                        size += len(chunk)
+                        if size > limit:
+                            raise self._too_large(size)
+                        if size > request.held:
+                            self.budget.reserve(size - request.held)
+                            request.held = size
+                        chunks.append(chunk)
+                        request.read = not message.get("more_body")
+                except (RequestTooLargeError, ServerBusyError) as exc:
+                    refused = exc
+                    chunks.clear()
+                    self.budget.release(request.held)
+                    request.held = 0
+                    while not request.read:
+                        message = await receive()
+                        if message["type"] == "http.disconnect":
+                            raise _Disconnected from None
+                        request.read = not message.get("more_body")
+                    raise
+        except TimeoutError:
+            if refused is not None:  # answered anyway; the unread rest closes the connection
+                raise refused from None
+            raise HttpError(
+                408,
+                f"the request's body did not arrive within {self.limits.body_timeout:g} s "
+                f"({size} bytes came)",
+            ) from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _too_large(self, size: int) -> RequestTooLargeError:
         return RequestTooLargeError(
@@ -282,7 +373,7 @@ class RestApp:
         repo = self.repository
         method: tfexample.Method = "classify" if verb == "classify" else "regress"
         body = _request_object(raw)
-        protos = tfexample.examples_to_protos(body, method)
+        protos = tfexample.examples_to_protos(body, method, max_bytes=self.max_body_bytes)
         servable = repo.resolve(name, version, label)
         signature = tfexample.examples_signature(
             servable.signatures, body.get("signature_name"), method
@@ -309,7 +400,7 @@ class RestApp:
     # --- TF Serving -----------------------------------------------------------------------
 
     async def _tf_serving(
-        self, path: str, method: str, scope: Scope, receive: Receive
+        self, path: str, method: str, scope: Scope, receive: Receive, request: _Body
     ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
         """TF Serving's REST handler: parse the route as it does, then answer."""
         match = None
@@ -325,7 +416,7 @@ class RestApp:
         version = _version(match["version"])
         label = _unquote(match["label"], "model version label") if match["label"] else None
         if method == "POST":
-            raw = await self._body(scope, receive)
+            raw = await self._body(scope, receive, request)
             verb = match["verb"]
             if verb == "predict":
                 answer = await self._predict(raw, name, version, label, None)
@@ -354,13 +445,13 @@ class RestApp:
     def _spec(self) -> bytes:
         servable = self.repository.resolve()
         cached = self._spec_cache
-        if cached is not None and cached[0] is servable:
+        if cached is not None and cached[0]() is servable:
             return cached[1]
         spec = openapi.build_spec(
             servable.signatures, model_name=servable.name, version=servable.version
         )
         data = wire.dumps(spec)
-        self._spec_cache = (servable, data)
+        self._spec_cache = (weakref.ref(servable), data)
         return data
 
     def _health(self, path: str) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:

@@ -7,7 +7,9 @@ finishes in-flight requests before exiting) or returns a :class:`ServerHandle`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -20,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from tfdeploy.errors import ConfigError, DependencyError, ServableNotFoundError
+from tfdeploy.secrets import add_secret
 from tfdeploy.server.batching import BatchingOptions
+from tfdeploy.server.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    ByteBudget,
+    ServerLimits,
+    limited_protocol,
+)
 from tfdeploy.server.metrics import Metrics
 from tfdeploy.server.repository import (
     DEFAULT_MODEL_NAME,
@@ -28,7 +37,7 @@ from tfdeploy.server.repository import (
     ModelRepository,
     read_config_file,
 )
-from tfdeploy.server.rest import DEFAULT_MAX_BODY_BYTES, RestApp
+from tfdeploy.server.rest import RestApp
 
 #: Seconds that a stopping server gives in-flight requests.
 GRACE_SECONDS = 30.0
@@ -85,6 +94,16 @@ def model_configs(
     return read_config_file(model_config_file)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -102,7 +121,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_server(app: RestApp) -> Any:
+def _uvicorn_server(app: RestApp, limits: ServerLimits) -> Any:
     try:
         import uvicorn
     except ImportError as exc:
@@ -131,11 +150,20 @@ def _uvicorn_server(app: RestApp) -> Any:
                     signal.signal(sig, handler)
 
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    protocol: type[asyncio.Protocol]
+    if _has("httptools"):
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        protocol = HttpToolsProtocol
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        protocol = H11Protocol
     config = uvicorn.Config(
         app,
         loop=loop,
-        http=http,
+        http=limited_protocol(protocol, limits),
+        timeout_keep_alive=limits.keep_alive_timeout,
         lifespan="off",
         log_level="warning",
         access_log=False,
@@ -188,6 +216,9 @@ def serve_savedmodel(
     max_enqueued: int = 1024,
     num_batch_threads: int = 1,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    allow_config_reload: bool | None = None,
+    admin_token: str | None = None,
+    limits: ServerLimits | None = None,
     browse: bool = False,
     quiet: bool = False,
 ) -> ServerHandle | None:
@@ -200,7 +231,18 @@ def serve_savedmodel(
     With ``background=True`` returns a :class:`ServerHandle` (``.url``, ``.grpc_address``,
     ``.stop()``) once the server answers; otherwise blocks until SIGINT or SIGTERM, then
     finishes the requests in flight and returns ``None``.
+
+    ``HandleReloadConfigRequest``, which can point a model at any SavedModel path, is allowed
+    by default only when ``host`` is a loopback address; ``allow_config_reload=True`` allows
+    it on any address, ``False`` nowhere. With ``admin_token`` a reload must carry
+    ``authorization: Bearer <token>``.
+
+    ``limits`` (:class:`~tfdeploy.server.limits.ServerLimits`) bounds what clients may hold:
+    header and body timeouts, idle keep-alive time, open connections, and bytes of requests
+    in flight (REST and gRPC together; by default twice ``max_body_bytes``).
     """
+    if admin_token:
+        add_secret(admin_token)
     configs = model_configs(
         path,
         model_base_path=model_base_path,
@@ -215,25 +257,46 @@ def serve_savedmodel(
     )
     if min(max_batch_size, max_enqueued, num_batch_threads, max_body_bytes) < 1:
         raise ConfigError("batch size, queue bound, batch threads and body limit must be positive")
+    limits = limits or ServerLimits(max_inflight_bytes=2 * max_body_bytes)
+    try:
+        limits.check(max_body_bytes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    budget = ByteBudget(limits.max_inflight_bytes)
     repository = ModelRepository(
         configs, options=options, metrics=Metrics(), poll_seconds=poll_seconds
     )
     repository.start()
     grpc_server = None
+    sock: socket.socket | None = None
     try:
         sock = _bind(host, port)
         if grpc_port is not None:
-            from tfdeploy.server.grpc_service import GrpcServer
+            from tfdeploy.server.grpc_service import AdminPolicy, GrpcServer
 
-            grpc_server = GrpcServer(repository, host, grpc_port)
+            admin = AdminPolicy(
+                allowed=is_loopback(host) if allow_config_reload is None else allow_config_reload,
+                token=admin_token or None,
+            )
+            grpc_server = GrpcServer(
+                repository,
+                host,
+                grpc_port,
+                max_message_bytes=max_body_bytes,
+                admin=admin,
+                budget=budget,
+            )
             grpc_server.start()
     except BaseException:
+        if sock is not None:
+            sock.close()
         _shutdown(grpc_server, repository)
         raise
     bound = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
     url = f"http://{url_host}:{bound}"
-    server = _uvicorn_server(RestApp(repository, max_body_bytes=max_body_bytes))
+    app = RestApp(repository, max_body_bytes=max_body_bytes, limits=limits, budget=budget)
+    server = _uvicorn_server(app, limits)
     grpc_address = grpc_server.address if grpc_server else None
     if not quiet:
         print(_banner(url, repository, grpc_address), flush=True)

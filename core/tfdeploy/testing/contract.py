@@ -29,7 +29,15 @@ import numpy as np
 import pydantic
 import pytest
 
-from tfdeploy.plugin import Bundle, DeployResult, Progress, Status, Target, UnsupportedError
+from tfdeploy.plugin import (
+    Bundle,
+    DeployResult,
+    Progress,
+    Status,
+    Target,
+    TfdeployError,
+    UnsupportedError,
+)
 
 #: ``make_target(model_name, progress=None) -> Target``
 TargetFactory = Callable[..., Target[Any]]
@@ -180,19 +188,47 @@ class TargetContract:
         assert rerun.changed
         assert make_target(model_name).status().digest == digits_bundle_changed.manifest.digest
 
-    def test_rollback_serves_the_previous_digest_or_is_unsupported(
+    def test_rollback_serves_the_previous_digest_and_can_roll_forward_or_is_unsupported(
         self,
         make_target: TargetFactory,
         model_name: str,
         digits_bundle: Bundle,
         digits_bundle_changed: Bundle,
     ) -> None:
-        """``rollback`` serves the previous digest again, or raises ``UnsupportedError``."""
+        """``rollback()`` serves the previous digest again and keeps the version it replaced:
+        ``rollback(to=<that version>)`` serves it again. Or it raises ``UnsupportedError``."""
         target = make_target(model_name)
         self.deployed(target, digits_bundle)
-        target.deploy(digits_bundle_changed)
+        newer = target.deploy(digits_bundle_changed).status
         try:
             status = target.rollback()
         except UnsupportedError:
             return
         assert status.digest == digits_bundle.manifest.digest
+        assert target.status().digest == digits_bundle.manifest.digest
+        assert newer.version is not None
+        forward = target.rollback(to=newer.version)
+        assert forward.digest == digits_bundle_changed.manifest.digest
+        assert target.status().version == newer.version
+
+    def test_rollback_with_discard_deletes_the_version_it_replaces_or_is_unsupported(
+        self,
+        make_target: TargetFactory,
+        model_name: str,
+        digits_bundle: Bundle,
+        digits_bundle_changed: Bundle,
+    ) -> None:
+        """``rollback(discard=True)`` serves the previous digest and deletes the version it
+        replaced, so rolling forward to it fails. Or it raises ``UnsupportedError``."""
+        target = make_target(model_name)
+        self.deployed(target, digits_bundle)
+        newer = target.deploy(digits_bundle_changed).status
+        try:
+            status = target.rollback(discard=True)
+        except UnsupportedError:
+            return
+        assert status.digest == digits_bundle.manifest.digest
+        assert newer.version is not None
+        with pytest.raises(TfdeployError):
+            target.rollback(to=newer.version)
+        assert target.status().digest == digits_bundle.manifest.digest

@@ -563,11 +563,12 @@ class CloudMLTarget(Target[CloudMLConfig]):
             self._predictor = self.session.prediction_endpoint(found.name)
         return self._predictor
 
-    def rollback(self, to: str | None = None) -> Status:
+    def rollback(self, to: str | None = None, *, discard: bool = False) -> Status:
         """Serve the version before the newest serving one (or version or alias ``to``) again.
 
         It is deployed again if it was undeployed; the version it replaces stays in the
-        registry (and its staged files in Cloud Storage), so ``rollback --to`` it rolls forward.
+        registry (and its staged files in Cloud Storage), so ``rollback --to`` it rolls forward,
+        unless ``discard``: then that version and its staged files are deleted.
         """
         seen = self._observe()
         if seen.endpoint is None or not seen.ours:
@@ -597,7 +598,28 @@ class CloudMLTarget(Target[CloudMLConfig]):
             name=f"{self.model_resource}@{goal}",
             version_aliases=["default"],
         )
+        if discard and newest is not None and str(newest) != goal:
+            self._discard_version(seen, str(newest))
         return self.status()
+
+    def _discard_version(self, seen: Observed, version: str) -> None:
+        """Delete ``version`` (no longer deployed) and, unless another version uses them, its
+        staged files."""
+        digest = labels.digest_of(seen.versions[version].labels)
+        self.progress.step(f"deleting version {version}, which the rollback replaced (--discard)")
+        operation = self.session.call(
+            f"deleting version {version}",
+            self.session.models.delete_model_version,
+            name=f"{self.model_resource}@{version}",
+        )
+        self.session.wait(operation, f"deleting version {version}")
+        shared = any(
+            labels.digest_of(m.labels) == digest for v, m in seen.versions.items() if v != version
+        )
+        if digest and not shared:
+            where = self.staged_root().child(digest.removeprefix("sha256:"))
+            removed = staging.remove(self.session.storage, where)
+            self.progress.step(f"deleted {removed} staged files under {where.uri}")
 
     def _resolve(self, seen: Observed, to: str) -> str:
         if to in seen.versions:

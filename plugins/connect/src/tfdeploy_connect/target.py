@@ -542,9 +542,9 @@ class ConnectTarget(Target[ConnectConfig]):
             raise
         return answer
 
-    def rollback(self, to: str | None = None) -> Status:
+    def rollback(self, to: str | None = None, *, discard: bool = False) -> Status:
         """Serve the bundle before the active one again (or bundle ``to``); the replaced bundle
-        stays on Connect, so ``--to`` it rolls forward again."""
+        stays on Connect, so ``--to`` it rolls forward again, unless ``discard`` deletes it."""
         state = self._state()
         if state is not None and not state.ours:
             raise TargetError(f"{self._where} was not published by tfdeploy")
@@ -566,9 +566,10 @@ class ConnectTarget(Target[ConnectConfig]):
         if goal == active:
             self.progress.step(f"bundle {goal} serves already")
             return self._status_of(state)
+        kept = "is deleted once it is replaced" if discard else "stays on Connect"
         self.progress.step(
-            f"deploying bundle {goal} again; bundle {active} stays on Connect "
-            f"(roll forward with --to {active})"
+            f"deploying bundle {goal} again; bundle {active} {kept}"
+            + ("" if discard else f" (roll forward with --to {active})")
         )
         task_id = self.api.deploy(state.guid, goal)
         state.record.task = task_id
@@ -577,6 +578,9 @@ class ConnectTarget(Target[ConnectConfig]):
         if task.get("code") != 0:
             raise self._task_failed(task, active, state)
         state.content = self.api.get_content(state.guid)
+        if discard:
+            self.api.delete_bundle(state.guid, active)
+            self.progress.step(f"deleted bundle {active}")
         return self._status_of(state, task)
 
     def undeploy(self) -> Status:

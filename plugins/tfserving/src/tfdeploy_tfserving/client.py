@@ -24,6 +24,7 @@ from tfdeploy.plugin import (
     TensorSpec,
     from_connection_error,
     from_grpc_status,
+    time_left,
 )
 from tfdeploy_tfserving import protos
 
@@ -135,14 +136,25 @@ class GrpcClient:
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=response_class.FromString,
         )
+        timeout = time_left(self.timeout)
+        if timeout <= 0:
+            raise from_connection_error(
+                f"{self.address} (gRPC {what})", "no time left", timed_out=True
+            )
         try:
-            return stub(request, timeout=self.timeout, metadata=self.metadata or None)
+            return stub(request, timeout=timeout, metadata=self.metadata or None)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             detail = exc.details() if hasattr(exc, "details") else str(exc)
             where = f"{what} at {self.address}"
             if code == grpc.StatusCode.UNAVAILABLE and _unreachable(detail):
-                raise from_connection_error(where, detail) from None
+                raise from_connection_error(f"{self.address} (gRPC {what})", detail) from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise from_connection_error(
+                    f"{self.address} (gRPC {what})",
+                    f"no answer within {timeout:.3g} s",
+                    timed_out=True,
+                ) from None
             name = code.name if code is not None else "UNKNOWN"
             raise from_grpc_status(name, f"{where}: {name}: {detail}") from None
 

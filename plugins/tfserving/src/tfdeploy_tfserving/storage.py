@@ -10,11 +10,22 @@ ignored by the server) and renamed into place in one step. GCS has no rename: fi
 uploaded to a staging prefix, then copied server side into the version with ``saved_model.pb``
 last, so the version is loadable the moment it has a ``saved_model.pb``. A version that lacks
 one is the trace of an interrupted copy and is deleted by the next deploy.
+
+Beside the versions, names the server ignores:
+
+- ``.tfdeploy-staging-*``: a copy in progress; a dead process's is removed by the next run.
+- ``.tfdeploy-retired-N-*``: version ``N`` was withdrawn (a failed deploy, or discarded by a
+  rollback). Only the empty folder stays, so that the number is never used again.
+- ``.tfdeploy-rolledback-N``: version ``N``, whole, set aside by a rollback so a later
+  rollback can serve it again. It is kept while it is newer than every visible version (a
+  roll forward is still possible), and withdrawn once a newer version is deployed.
+
+:meth:`Store.tidy`, run by every deploy and rollback, applies these rules to what killed or
+older runs left behind.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -30,6 +41,7 @@ from tfdeploy.plugin import (
     Manifest,
     Progress,
     TargetError,
+    TfdeployError,
     from_connection_error,
     from_http_status,
     model_files,
@@ -38,6 +50,17 @@ from tfdeploy.plugin import (
 MANIFEST_PATH = "assets.extra/tfdeploy.json"
 STAGING = ".tfdeploy-staging-"
 RETIRED = ".tfdeploy-retired-"
+ASIDE = ".tfdeploy-rolledback-"
+
+
+def _number(name: str) -> int | None:
+    """The version number a folder name stands for: ``7``, ``.tfdeploy-retired-7-...``,
+    ``.tfdeploy-rolledback-7``; ``None`` for anything else."""
+    for prefix in (RETIRED, ASIDE, ""):
+        if name.startswith(prefix):
+            head = name[len(prefix) :].split("-")[0]
+            return int(head) if head.isdigit() and (prefix or head == name) else None
+    return None  # pragma: no cover
 
 
 class Store(ABC):
@@ -59,8 +82,25 @@ class Store(ABC):
         """Write ``model_dir`` as ``version`` so that it appears whole; return the bytes copied."""
 
     @abstractmethod
-    def retire(self, version: int) -> None:
-        """Hide ``version`` from the server, keeping its files aside."""
+    def aside(self) -> dict[int, Manifest | None]:
+        """The versions a rollback set aside (``.tfdeploy-rolledback-N``), with their manifests."""
+
+    @abstractmethod
+    def withdraw(self, version: int) -> None:
+        """Hide ``version`` from the server at once, then delete its files; keep its number."""
+
+    @abstractmethod
+    def set_aside(self, version: int) -> None:
+        """Hide ``version`` from the server, keeping it whole for :meth:`restore`."""
+
+    @abstractmethod
+    def restore(self, version: int) -> None:
+        """Make a version :meth:`set_aside` put away visible again, whole."""
+
+    @abstractmethod
+    def tidy(self) -> None:
+        """Remove what killed or older runs left: stale staging copies, files of withdrawn
+        versions, and set-aside versions older than the newest visible one."""
 
     @abstractmethod
     def remove_all(self) -> None:
@@ -114,19 +154,29 @@ class LocalStore(Store):
                 )
         return found
 
+    def aside(self) -> dict[int, Manifest | None]:
+        """See :meth:`Store.aside`."""
+        found: dict[int, Manifest | None] = {}
+        if self.root.is_dir():
+            for child in self.root.glob(f"{ASIDE}*"):
+                number = _number(child.name)
+                if number is not None and child.is_dir():
+                    pb = child / MANIFEST_PATH
+                    found[number] = _manifest(pb.read_bytes()) if pb.is_file() else None
+        return found
+
     def highest_used(self) -> int:
         """See :meth:`Store.highest_used`."""
         used = [0]
         if self.root.is_dir():
             for child in self.root.iterdir():
-                name = child.name.removeprefix(RETIRED).split("-")[0]
-                if name.isdigit():
-                    used.append(int(name))
+                number = _number(child.name)
+                if number is not None:
+                    used.append(number)
         return max(used)
 
     def put(self, version: int, model_dir: Path, manifest: Manifest, progress: Progress) -> int:
         """See :meth:`Store.put`."""
-        self._remove_stale_staging()
         final = self.root / str(version)
         staging = self.root / f"{STAGING}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         files = files_to_copy(model_dir)
@@ -164,11 +214,42 @@ class LocalStore(Store):
             if not _alive(pid):
                 shutil.rmtree(child, ignore_errors=True)
 
-    def retire(self, version: int) -> None:
-        """See :meth:`Store.retire`."""
-        src = self.root / str(version)
-        if src.is_dir():
-            os.rename(src, self.root / f"{RETIRED}{version}-{int(time.time() * 1000)}")
+    def withdraw(self, version: int) -> None:
+        """See :meth:`Store.withdraw`: renamed out of sight in one step, then emptied."""
+        self._withdraw(self.root / str(version), version)
+
+    def _withdraw(self, src: Path, version: int) -> None:
+        if not src.is_dir():
+            return
+        hidden = self.root / f"{RETIRED}{version}-{int(time.time() * 1000)}"
+        os.rename(src, hidden)
+        _empty(hidden)
+
+    def set_aside(self, version: int) -> None:
+        """See :meth:`Store.set_aside`."""
+        dest = self.root / f"{ASIDE}{version}"
+        if dest.exists():
+            self._withdraw(dest, version)
+        os.rename(self.root / str(version), dest)
+
+    def restore(self, version: int) -> None:
+        """See :meth:`Store.restore`."""
+        os.rename(self.root / f"{ASIDE}{version}", self.root / str(version))
+
+    def tidy(self) -> None:
+        """See :meth:`Store.tidy`."""
+        if not self.root.is_dir():
+            return
+        self._remove_stale_staging()
+        newest = max(self.versions(), default=0)
+        for child in list(self.root.iterdir()):
+            number = _number(child.name)
+            if number is None or not child.is_dir():
+                continue
+            if child.name.startswith(RETIRED):
+                _empty(child)  # older tfdeploy versions kept whole copies here
+            elif child.name.startswith(ASIDE) and number < newest:
+                self._withdraw(child, number)
 
     def remove_all(self) -> None:
         """See :meth:`Store.remove_all`."""
@@ -188,6 +269,15 @@ class LocalStore(Store):
         os.replace(tmp, path)
 
 
+def _empty(folder: Path) -> None:
+    """Delete what ``folder`` holds, keeping the folder."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -201,9 +291,10 @@ def _alive(pid: int) -> bool:
 
 
 def _manifest(raw: bytes) -> Manifest | None:
+    """A version's manifest, or ``None`` when it is not one tfdeploy wrote (or is damaged)."""
     try:
-        return Manifest.from_dict(json.loads(raw))
-    except (ValueError, TypeError, Exception):
+        return Manifest.from_json(raw)
+    except TfdeployError:
         return None
 
 
@@ -271,13 +362,24 @@ class GCSStore(Store):
                 found[int(name)] = _manifest(raw) if raw is not None else None
         return found
 
+    def aside(self) -> dict[int, Manifest | None]:
+        """See :meth:`Store.aside`."""
+        found: dict[int, Manifest | None] = {}
+        for name in self._children():
+            number = _number(name)
+            if number is not None and name.startswith(ASIDE):
+                blob = self.bucket.blob(f"{self.prefix}{name}/{MANIFEST_PATH}")
+                raw = self._call("reading a manifest", _download_or_none, blob, self._errors)
+                found[number] = _manifest(raw) if raw is not None else None
+        return found
+
     def highest_used(self) -> int:
         """See :meth:`Store.highest_used`."""
         used = [0]
         for name in self._children():
-            head = name.removeprefix(RETIRED).split("-")[0]
-            if head.isdigit():
-                used.append(int(head))
+            number = _number(name)
+            if number is not None:
+                used.append(number)
         return max(used)
 
     def _remove_partial(self) -> None:
@@ -294,7 +396,6 @@ class GCSStore(Store):
 
     def put(self, version: int, model_dir: Path, manifest: Manifest, progress: Progress) -> int:
         """See :meth:`Store.put`."""
-        self._remove_partial()
         staging = f"{self.prefix}{STAGING}{version}-{uuid.uuid4().hex[:8]}/"
         final = f"{self.prefix}{version}/"
         files = files_to_copy(model_dir)
@@ -330,18 +431,66 @@ class GCSStore(Store):
             _quiet(self._delete_prefix, staging)
         return sent
 
-    def retire(self, version: int) -> None:
-        """See :meth:`Store.retire`: the version's objects move to a retired prefix."""
-        src = f"{self.prefix}{version}/"
-        dest = f"{self.prefix}{RETIRED}{version}-{int(time.time() * 1000)}/"
+    def _move(self, src: str, dest: str, *, pb_first: bool) -> None:
+        """Copy every object under ``src`` to ``dest``, then delete the originals.
+
+        ``saved_model.pb`` is copied last (the destination becomes loadable only when whole)
+        and, with ``pb_first``, deleted first (the source stops being loadable at once).
+        """
         blobs, _ = self._list(src)
-        # saved_model.pb(txt) goes first, so the version stops being loadable at once.
-        blobs.sort(key=lambda b: b.name[len(src) :] not in MARKERS)
-        for blob in blobs:
+        last = [b for b in blobs if b.name[len(src) :] in MARKERS]
+        for blob in [b for b in blobs if b not in last] + last:
             self._call(
                 "copying", self.bucket.copy_blob, blob, self.bucket, dest + blob.name[len(src) :]
             )
+        if pb_first:
+            blobs = last + [b for b in blobs if b not in last]
+        for blob in blobs:
             self._call("deleting", blob.delete)
+
+    def withdraw(self, version: int) -> None:
+        """See :meth:`Store.withdraw`: ``saved_model.pb`` goes first, then the rest, and an
+        empty marker keeps the number."""
+        self._withdraw(f"{self.prefix}{version}/", version)
+
+    def _withdraw(self, src: str, version: int) -> None:
+        blobs, _ = self._list(src)
+        if not blobs:
+            return
+        blobs.sort(key=lambda b: b.name[len(src) :] not in MARKERS)
+        for blob in blobs:
+            self._call("deleting", blob.delete)
+        marker = f"{self.prefix}{RETIRED}{version}-{int(time.time() * 1000)}/withdrawn"
+        self._call("writing", self.bucket.blob(marker).upload_from_string, b"")
+
+    def set_aside(self, version: int) -> None:
+        """See :meth:`Store.set_aside`."""
+        dest = f"{self.prefix}{ASIDE}{version}/"
+        self._withdraw(dest, version)
+        self._move(f"{self.prefix}{version}/", dest, pb_first=True)
+
+    def restore(self, version: int) -> None:
+        """See :meth:`Store.restore`."""
+        self._move(f"{self.prefix}{ASIDE}{version}/", f"{self.prefix}{version}/", pb_first=False)
+
+    def tidy(self) -> None:
+        """See :meth:`Store.tidy`: also removes versions an interrupted copy left without a
+        ``saved_model.pb``, and staging prefixes an hour old."""
+        self._remove_partial()
+        newest = max(self.versions(), default=0)
+        for name in self._children():
+            number = _number(name)
+            if name.startswith(STAGING):
+                blobs, _ = self._list(f"{self.prefix}{name}/")
+                if all(_age(b) > 3600 for b in blobs):
+                    self._delete_prefix(f"{self.prefix}{name}/")
+            elif number is not None and name.startswith(RETIRED):
+                blobs, _ = self._list(f"{self.prefix}{name}/")
+                for blob in blobs:
+                    if not blob.name.endswith("/withdrawn"):
+                        self._call("deleting", blob.delete)
+            elif number is not None and name.startswith(ASIDE) and number < newest:
+                self._withdraw(f"{self.prefix}{name}/", number)
 
     def remove_all(self) -> None:
         """See :meth:`Store.remove_all`."""
@@ -365,6 +514,12 @@ class GCSStore(Store):
     def _blob_for(self, location: str) -> Any:
         bucket, _, name = location.removeprefix("gs://").partition("/")
         return self.bucket.client.bucket(bucket).blob(name)
+
+
+def _age(blob: Any) -> float:
+    """Seconds since ``blob`` was last written (0 when the service does not say)."""
+    updated = getattr(blob, "updated", None)
+    return time.time() - updated.timestamp() if updated is not None else 0.0
 
 
 def _download_or_none(blob: Any, errors: Any) -> bytes | None:

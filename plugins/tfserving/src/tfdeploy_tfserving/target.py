@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -12,6 +12,7 @@ from tfdeploy.plugin import (
     Bundle,
     DeployResult,
     Plan,
+    RemoteError,
     State,
     Status,
     Target,
@@ -68,15 +69,40 @@ class TFServingConfig(TargetConfig):
             raise ValueError("protocol 'rest' needs rest_url")
         if self.rest_url and not self.rest_url.startswith(("http://", "https://")):
             raise ValueError("rest_url must start with http:// or https://")
+        if self.rest_url and any(c.isspace() or ord(c) < 32 for c in self.rest_url):
+            raise ValueError("rest_url must not contain spaces or control characters")
         return self
 
 
 class TFServingTarget(Target[TFServingConfig]):
     """TensorFlow Serving: versioned, atomic copies into a model base path (local or gs://).
 
-    Without ``grpc``/``rest_url`` the target only manages files, and a deploy is done once the
-    version is in place; with a server it waits until the server serves the new version, and
-    withdraws the version again if the server fails to load it.
+    What a deploy guarantees:
+
+    - A version appears whole or not at all (staged aside, renamed in; on GCS,
+      ``saved_model.pb`` copied last), and its number is never used again.
+    - With a server to ask (``grpc`` or ``rest_url``), nothing becomes visible before that
+      server has answered: a server that cannot be reached fails the deploy at once, with its
+      address, and so does one that does not serve this model while the base path already holds
+      versions of it (the wrong server). Then the deploy waits until the server serves the new
+      version; if it fails to load it, or does not serve it within ``wait_timeout``, or the
+      deploy is interrupted, the version is withdrawn before the error is raised.
+    - With ``model_config_file``, versions serve only through the config (its version list and
+      labels): the files are copied first, which no server serves, then the label moves to the
+      new version and the server is asked to reload. A failed deploy moves the label back, so
+      the previous version keeps serving for clients throughout, unless the new one loaded and
+      the failure came after (a wait that ran out).
+    - Without ``model_config_file``, TF Serving loads the highest version of a base path the
+      moment it appears and takes traffic to it as soon as it is loaded; a version withdrawn
+      after the server loaded it has answered requests until its withdrawal. The check before
+      copying is what keeps a deploy that cannot confirm its version from getting there.
+    - Without ``grpc`` or ``rest_url`` nothing can confirm anything: the deploy is done once
+      the version is in place, and any server reading the base path serves it.
+
+    A rollback serves an earlier version again and keeps the versions it replaces (without a
+    config file they are set aside as ``.tfdeploy-rolledback-N``, which a server ignores), so
+    ``rollback(to=N)`` serves them again; ``discard=True`` deletes them. Failed versions and
+    superseded set-aside ones keep only their number (see :mod:`tfdeploy_tfserving.storage`).
     """
 
     Config = TFServingConfig
@@ -152,14 +178,12 @@ class TFServingTarget(Target[TFServingConfig]):
         for label, v in labels.items():
             by_version.setdefault(v, []).append(label)
         detail = None
-        try:
-            server = self._server_states()
-        except TfdeployError as exc:
-            if not exc.retryable:
-                raise
-            server, detail = None, exc.message
+        server = self._server_states()  # a server that cannot be reached is an error
         versions = []
-        for v in sorted(set(stored) | set(server or {}), reverse=True):
+        aside = self.store.aside()
+        for v in sorted(
+            (set(stored) | set(server or {})) - (set(aside) - set(stored)), reverse=True
+        ):
             state: State = "unknown"
             error = None
             if server is not None:
@@ -173,6 +197,15 @@ class TFServingTarget(Target[TFServingConfig]):
                     digest=manifest.digest if manifest else None,
                     labels=tuple(sorted(by_version.get(v, []))),
                     detail=error or None,
+                )
+            )
+        for v, manifest in sorted(aside.items(), reverse=True):
+            versions.append(
+                VersionStatus(
+                    version=str(v),
+                    state="absent",
+                    digest=manifest.digest if manifest else None,
+                    detail=f"set aside by a rollback; `tfdeploy rollback --to {v}` serves it again",
                 )
             )
         current = self._current(stored, labels, server)
@@ -251,6 +284,8 @@ class TFServingTarget(Target[TFServingConfig]):
                 changed=False,
                 message=f"version {current} already has {digest}",
             )
+        self._confirm_server(stored)
+        self.store.tidy()
         version = self._next_version(bundle.manifest.version)
         self.progress.step(f"copying version {version} to {self.store.url}")
         sent = self.store.put(version, bundle.model_dir, bundle.manifest, self.progress)
@@ -259,10 +294,7 @@ class TFServingTarget(Target[TFServingConfig]):
                 self._write_labels({**labels, self.config.label: version})
             self._wait_serving(version)
         except BaseException:
-            self.store.retire(version)
-            if self.config.model_config_file:
-                self._write_labels(labels)
-            self.progress.step(f"withdrew version {version}; the previous version keeps serving")
+            self._undo(version, labels)
             raise
         return DeployResult(
             status=self.status(),
@@ -270,6 +302,30 @@ class TFServingTarget(Target[TFServingConfig]):
             bytes_sent=sent,
             message=f"deployed version {version}",
         )
+
+    def _confirm_server(self, stored: Mapping[int, Any]) -> None:
+        """Before anything becomes visible: the server must answer, and know this model if the
+        base path already holds versions of it (else it is not the server that reads them)."""
+        if self.grpc is None and self.config.rest_url is None:
+            return
+        self.progress.step("asking the server what it serves")
+        states = self._server_states() or {}
+        if stored and not states and not self.config.model_config_file:
+            where = self.config.grpc or self.config.rest_url
+            raise TargetError(
+                f"the server at {where} does not serve model {self.model_name!r}, although "
+                f"{self.store.url} holds versions {sorted(stored)} of it; nothing was changed",
+                hint="point grpc/rest_url at the server that reads this base path",
+            )
+
+    def _undo(self, version: int, labels: dict[str, int]) -> None:
+        """Withdraw a version that did not come to serve, and put the labels back."""
+        try:
+            if self.config.model_config_file:
+                self._write_labels(labels)
+        finally:
+            self.store.withdraw(version)
+            self.progress.step(f"withdrew version {version}; the previous version keeps serving")
 
     def _next_version(self, requested: int) -> int:
         """The next free number, or ``requested`` (``--version``) when it is above every used one."""
@@ -291,29 +347,35 @@ class TFServingTarget(Target[TFServingConfig]):
             self.progress.step("asking the server to reload its model config")
             self.grpc.reload_config(updated)
 
-    def _wait_serving(self, version: int) -> None:
+    def _wait_serving(self, version: int, *, replacing: Iterable[int] = ()) -> None:
+        """Wait until the server serves ``version`` and none of ``replacing`` any more."""
         if self.grpc is None and self.config.rest_url is None:
             return
         self.progress.step(f"waiting for the server to serve version {version}")
         start = time.monotonic()
         deadline = start + self.config.wait_timeout
         delay = 0.1
+        last_error: TfdeployError | None = None
         while True:
             self.progress.heartbeat(time.monotonic() - start)
             try:
                 states = self._server_states() or {}
+                last_error = None
             except TfdeployError as exc:
-                if not exc.retryable:
+                if not isinstance(exc, RemoteError):
                     raise
-                states = {}
+                states, last_error = {}, exc  # the server may be restarting: keep asking
             state, error = states.get(version, ("", ""))
-            if state == "AVAILABLE":
+            left = [v for v in replacing if states.get(v, ("", ""))[0] == "AVAILABLE"]
+            if state == "AVAILABLE" and not left:
                 return
             if state == "END" and error:
                 raise TargetError(f"the server failed to load version {version}: {error}")
             if time.monotonic() > deadline:
+                last = f" (last answer: {last_error.message})" if last_error else ""
                 raise TargetError(
-                    f"the server did not serve version {version} within {self.config.wait_timeout:g} s",
+                    f"the server did not serve version {version} within "
+                    f"{self.config.wait_timeout:g} s{last}",
                     hint="check the server's model base path and logs, or raise wait_timeout",
                 )
             time.sleep(delay)
@@ -337,9 +399,15 @@ class TFServingTarget(Target[TFServingConfig]):
             )
         return self.grpc.predict(self.model_name, request, label=label)
 
-    def rollback(self, to: str | None = None) -> Status:
-        """Serve an earlier version: the one before the current, a version number, or a label's."""
+    def rollback(self, to: str | None = None, *, discard: bool = False) -> Status:
+        """Serve an earlier version: the one before the current, a version number, or a label's.
+
+        The versions it replaces are kept (set aside, or, with a config file, left unlabelled)
+        so that ``rollback(to=N)`` serves them again, unless ``discard``. A version set aside
+        by an earlier rollback can be ``to`` (a roll forward).
+        """
         stored = self.store.versions()
+        aside = self.store.aside()
         labels = self._labels()
         current = self._current(stored, labels, None)
         if current is None:
@@ -355,20 +423,39 @@ class TFServingTarget(Target[TFServingConfig]):
             goal = labels[to]
         else:
             raise TargetError(
-                f"no version or label {to!r} (versions: {sorted(stored)}, labels: {sorted(labels)})"
+                f"no version or label {to!r} (versions: {sorted({*stored, *aside})}, "
+                f"labels: {sorted(labels)})"
             )
-        if goal not in stored:
+        if goal not in stored and goal not in aside:
             raise TargetError(
-                f"version {goal} is not in {self.store.url} (versions: {sorted(stored)})"
+                f"version {goal} is not in {self.store.url} (versions: {sorted({*stored, *aside})})",
+                hint="a version discarded by a rollback, or superseded by a newer deploy after "
+                "one, cannot be served again",
             )
-        self.progress.step(f"rolling back from version {current} to {goal}")
+        self._confirm_server(stored)
+        self.store.tidy()
+        newer = sorted((v for v in stored if v > goal), reverse=True)
+        verb = "deleting" if discard else "keeping"
+        self.progress.step(
+            f"rolling back from version {current} to {goal}"
+            + (f", {verb} {', '.join(map(str, newer))}" if newer else "")
+        )
+        if goal in aside:
+            self.store.restore(goal)
         if self.config.model_config_file:
-            self._write_labels({**labels, self.config.label: goal})
+            moved = {**labels, self.config.label: goal}
+            self._write_labels(moved)
+            if discard:  # but never a version another label still serves
+                for v in newer:
+                    if v not in moved.values():
+                        self.store.withdraw(v)
         else:
-            for v in sorted(stored, reverse=True):
-                if v > goal:
-                    self.store.retire(v)
-        self._wait_serving(goal)
+            for v in newer:
+                if discard:
+                    self.store.withdraw(v)
+                else:
+                    self.store.set_aside(v)
+        self._wait_serving(goal, replacing=() if self.config.model_config_file else newer)
         return self.status()
 
     def undeploy(self) -> Status:

@@ -128,14 +128,22 @@ class ExampleTarget(Target[ExampleConfig]):
             versions=versions,
         )
 
-    def rollback(self, to: str | None = None) -> Status:
-        """Make the version before the current one (or ``to``) current again."""
+    def rollback(self, to: str | None = None, *, discard: bool = False) -> Status:
+        """Make the version before the current one (or ``to``) current again.
+
+        The newer versions stay in the folder, so ``rollback(to=...)`` can make one of them
+        current again (a roll forward), unless ``discard`` deletes them.
+        """
         current = self._current()
         earlier = [v for v in self._versions() if current is not None and v < current]
-        goal = int(to) if to else (max(earlier) if earlier else None)
+        goal = int(to) if to and to.isdigit() else (max(earlier) if earlier and not to else None)
         if goal is None or goal not in self._versions():
-            raise TargetError("no earlier version to roll back to")
+            raise TargetError(f"no version {to or 'before the current one'} to roll back to")
         self._set_current(goal)
+        if discard:
+            for v in self._versions():
+                if v > goal:
+                    shutil.rmtree(self.root / str(v))
         return self.status()
 
 
