@@ -152,9 +152,30 @@ def test_a_model_tf_serving_cannot_run_fails_validation_with_the_fix(tmp_path: P
     tf.saved_model.save(module, str(tmp_path / "m"), signatures={"serving_default": module.serve})
     report = validate(tmp_path / "m", instances=[[1.0, 2.0]])
     assert not report.ok
-    (smoke,) = [c for c in report.checks if c.name == "smoke prediction"]
-    assert smoke.status == "FAIL" and "Could not find variable" in smoke.reason
-    assert "export_savedmodel" in (smoke.fix or "")
+    checks = {c.name: c for c in report.checks}
+    assert checks["smoke prediction"].status == "PASS"
+    runs = checks["TF Serving runs the graph"]
+    assert runs.status == "FAIL" and "Could not find variable" in runs.reason
+    assert "export_savedmodel" in (runs.fix or "")
+    # Predicting it here still works: through TensorFlow's object loader.
+    predictions = predict_savedmodel([[1.0, 2.0], [0.0, 0.0]], str(tmp_path / "m"))
+    expected = model(np.array([[1.0, 2.0], [0.0, 0.0]], dtype=np.float32)).numpy()
+    np.testing.assert_allclose(predictions.to_numpy(), expected, rtol=1e-6)
+
+
+def test_a_keras_model_saved_with_tf_saved_model_save_predicts(tmp_path: Path) -> None:
+    """The most common way to save a Keras 3 model in TensorFlow's format before
+    ``model.export()``: TF Serving cannot run its graph, tfdeploy predicts it anyway."""
+    from tfdeploy.predict import _tf
+
+    tf = _tf.tensorflow()
+    keras = _tf.keras()
+    inputs = keras.Input(shape=(3,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="y")(inputs))
+    tf.saved_model.save(model, str(tmp_path / "plain"))
+    x = [[1.0, 2.0, 3.0]]
+    output = predict_savedmodel(x, str(tmp_path / "plain")).to_numpy()
+    np.testing.assert_allclose(output, model(np.array(x, dtype=np.float32)).numpy(), rtol=1e-6)
 
 
 def test_a_savedmodel_directory_with_a_damaged_pbtxt(

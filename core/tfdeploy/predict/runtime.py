@@ -12,6 +12,7 @@ own operations accept or refuse them.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,8 @@ from tfdeploy.model.savedmodel import read_model_info, resolve_model_dir
 from tfdeploy.model.signatures import DEFAULT_SIGNATURE, ModelInfo, Signature
 from tfdeploy.predict import _tf, wire
 from tfdeploy.predict.predictions import Predictions
+
+log = logging.getLogger(__name__)
 
 #: A model that reads variables its checkpoint does not restore fails with this (TF Serving too).
 _UNRESTORED = "Could not find variable"
@@ -60,6 +63,15 @@ class LoadedModel:
         self.graph, self._session, self.meta_graph_def = _tf.load_session(self.path, serving.tags)
         self._callables: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
+        self._objects: Any = None  # TensorFlow's object loader, once the session cannot run it
+
+    @property
+    def tf_serving_runs(self) -> bool:
+        """Whether the model's serving graph runs as TF Serving runs it (a session over the
+        restored checkpoint). ``False`` once a call found that the graph reads variables its
+        checkpoint does not restore (``tf.saved_model.save`` of a Keras 3 model): such a
+        model is then run through TensorFlow's object loader, which TF Serving has not."""
+        return self._objects is None
 
     @property
     def signatures(self) -> Mapping[str, Signature]:
@@ -84,10 +96,14 @@ class LoadedModel:
             raise _input_mismatch(sig, inputs)
         keys = tuple(inputs)
         wanted = tuple(outputs) if outputs is not None else tuple(sig.outputs)
+        if self._objects is not None:
+            return self._run_objects(sig, inputs, wanted)
         call = self._callable(sig, keys, wanted)
         try:
             values = call(*[_feedable(sig, k, inputs[k]) for k in keys])
         except tf.errors.OpError as exc:
+            if _UNRESTORED in _first_line(exc) and self._load_objects():
+                return self._run_objects(sig, inputs, wanted)
             raise _model_error(exc) from exc
         except (TypeError, ValueError) as exc:
             raise PredictionError(
@@ -162,11 +178,55 @@ class LoadedModel:
         except PredictionError as exc:
             raise wire.explain_refusal(request, exc) from exc
 
+    def _load_objects(self) -> bool:
+        """Switch to TensorFlow's object loader, which restores the variables the graph reads
+        by their object paths; ``False`` if it cannot load the model either."""
+        tf = _tf.tensorflow()
+        with self._lock:
+            if self._objects is None:
+                try:
+                    self._objects = tf.saved_model.load(str(self.path))
+                except Exception:  # TensorFlow raises many unrelated types; keep the first error
+                    log.debug("the object loader cannot load %s either", self.path, exc_info=True)
+                    return False
+                log.warning(
+                    "%s: its serving graph reads variables its checkpoint does not restore, so "
+                    "TF Serving cannot run it; predicting through TensorFlow's object loader. "
+                    "Export it again with tfdeploy's export_savedmodel (or Keras's model.export()) "
+                    "for TF Serving",
+                    self.path,
+                )
+                self._callables.clear()
+                self._session.close()
+        return True
+
+    def _run_objects(
+        self, sig: Signature, inputs: Mapping[str, np.ndarray], wanted: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        tf = _tf.tensorflow()
+        function = self._objects.signatures.get(sig.name)
+        if function is None:
+            raise PredictionError(
+                f"TensorFlow's object loader has no signature {sig.name!r} in {self.path}",
+                hint="export the model again with export_savedmodel",
+            )
+        try:
+            result = function(**{k: tf.constant(_feedable(sig, k, v)) for k, v in inputs.items()})
+        except tf.errors.OpError as exc:
+            raise _model_error(exc) from exc
+        except (TypeError, ValueError) as exc:
+            raise PredictionError(
+                f"the model refused this input: {_first_line(exc)}",
+                hint=wire.signature_hint(sig),
+            ) from exc
+        return {k: result[k].numpy() for k in wanted}
+
     def close(self) -> None:
         """Release the session and what the model holds in memory."""
         with self._lock:
             self._callables.clear()
             self._session.close()
+            self._objects = None
 
     def __repr__(self) -> str:
         sigs: Sequence[str] = list(self.signatures)

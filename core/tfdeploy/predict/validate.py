@@ -209,6 +209,19 @@ def _runtime_checks(info: ModelInfo, instances: Any, signature_name: str) -> lis
     else:
         n = len(values) if "predictions" in answer else 1
         checks.append(Check("smoke prediction", "PASS", f"{n} prediction(s), all finite"))
+    if not model.tf_serving_runs:
+        checks.append(
+            Check(
+                "TF Serving runs the graph",
+                "FAIL",
+                "the serving graph reads variables its checkpoint does not restore (Could not "
+                "find variable), so TF Serving cannot run it; tfdeploy predicted it through "
+                "TensorFlow's object loader (tf.saved_model.save of a Keras 3 model does this)",
+                "export it again with export_savedmodel (tfdeploy export) or Keras's "
+                "model.export(), whose graph TF Serving runs",
+            )
+        )
+    model.close()
     return checks
 
 
